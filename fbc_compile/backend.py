@@ -1,0 +1,199 @@
+"""``fbc_backend``: a torch.compile backend that gives a diffusion transformer First Block Cache.
+
+Data path, once per dynamo graph (one per input shape):
+
+    graph in -> locate_blocks -> split_at_first_block -> pieces compiled -> FirstBlockCache guards each call
+
+The pieces are compiled the way DDPOptimizer compiles the buckets of one dynamo graph (``SubmodCompiler`` from
+``torch/_dynamo/backends/distributed.py``): it runs the split graph on fake tensors, compiles each piece with
+the inner compiler, and feeds each piece's fake outputs, with the strides inductor will really produce, to the
+next. Dynamo still sees one graph and one compiled callable, so nothing recompiles when the cache decides
+differently from one call to the next: the decision is made in eager code between the pieces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import operator
+import warnings
+from collections import Counter
+from typing import Any, Callable
+
+import torch
+import torch.fx as fx
+from torch._dynamo.backends.distributed import SubmodCompiler
+from torch._dynamo.utils import detect_fake_mode
+
+from . import diffusers_context
+from .cache import CachedBody, ContextStats, FirstBlockCache
+from .passes.locate import NoBlockSequence, locate_blocks
+from .passes.split import PIECE_NAMES, split_at_first_block
+
+log = logging.getLogger("fbc_compile")
+
+__all__ = ["FBCBackend", "fbc_backend", "compilation_counter", "COMPILERS"]
+
+#: Process-wide counts that the regression tests assert on (like vLLM's ``compilation_counter``).
+compilation_counter: Counter = Counter()
+
+COMPILERS = ("inductor", "eager")
+_OPTIONS = ("threshold", "compiler")
+
+
+def _check_threshold(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"threshold must be a real number >= 0, got {type(value).__name__} {value!r}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"threshold must be a real number >= 0 (0 disables skipping), got {value!r}")
+    return float(value)
+
+
+def _check_compiler(value: Any):
+    if callable(value):
+        return value
+    if value not in COMPILERS:
+        raise ValueError(f"compiler must be one of {', '.join(map(repr, COMPILERS))} or a callable "
+                         f"(gm, example_inputs) -> callable, got {value!r}")
+    return value
+
+
+def _inductor_options(mode: str | None, options: dict) -> dict:
+    """Inductor config patches for ``mode=``/``options=``, validated the way ``torch.compile`` does."""
+    import torch._inductor.config as inductor_config
+    from torch._inductor import list_mode_options
+
+    patches = dict(list_mode_options(mode) if mode not in (None, "default") else {})
+    valid = inductor_config.get_config_copy()
+    for key, value in options.items():
+        if key not in valid:
+            allowed = ", ".join(_OPTIONS)
+            raise ValueError(f"unknown option {key!r}: fbc options are {allowed}; any other key must be an "
+                             f"inductor config option (see torch._inductor.list_options())")
+        patches[key] = value
+    if patches.pop("triton.cudagraphs", False):
+        warnings.warn("fbc_compile: CUDA graphs are not captured per piece yet; compiling without them",
+                      stacklevel=3)
+    return patches
+
+
+class FBCBackend:
+    """A ``torch.compile`` backend with First Block Cache. Build it with :func:`fbc_backend`.
+
+    One object keeps the cache state of every graph it compiles (separately per graph and per cache context),
+    the statistics (merged per context name), and the threshold, which can be changed between calls without a
+    recompile.
+    """
+
+    def __init__(self, threshold: float = 0.05, *, compiler: str | Callable = "inductor",
+                 mode: str | None = None, options: dict | None = None) -> None:
+        self.threshold = threshold
+        self.compiler = _check_compiler(compiler)
+        self.stats: dict[str, ContextStats] = {}
+        self._caches: list[FirstBlockCache] = []
+        self._configure(mode, options)
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = _check_threshold(value)
+
+    def _configure(self, mode: str | None, options: dict | None) -> None:
+        options = dict(options or {})
+        if not isinstance(mode, (str, type(None))):
+            raise TypeError(f"mode must be a string or None, got {type(mode).__name__}")
+        if "threshold" in options:
+            self.threshold = options.pop("threshold")
+        if "compiler" in options:
+            self.compiler = _check_compiler(options.pop("compiler"))
+        self._inductor_patches = _inductor_options(mode, options)
+
+    def reset(self) -> None:
+        """Drop all cache state and statistics; the cached tensors are freed here."""
+        for cache in self._caches:
+            cache.reset()
+        self.stats.clear()
+
+    def __call__(self, gm: fx.GraphModule, example_inputs: list, mode: str | None = None,
+                 options: dict | None = None) -> Callable:
+        if mode is not None or options:
+            self._configure(mode, options)
+        compilation_counter["graphs"] += 1
+        try:
+            blocks = locate_blocks(gm)
+            split = split_at_first_block(gm, example_inputs, blocks)
+        except NoBlockSequence as reason:
+            compilation_counter["fallbacks"] += 1
+            warnings.warn(f"fbc_compile: {reason}; compiling the graph without First Block Cache", stacklevel=2)
+            return self._compile_piece(gm, example_inputs)
+        log.info("fbc: %d blocks (%s ... %s); pieces: head %d, body %d, tail %d nodes", len(blocks),
+                 blocks[0].name, blocks[-1].name, *split.piece_sizes)
+
+        cache = FirstBlockCache(lambda: self._threshold, self.stats, split.latent_inputs)
+        diffusers_context.attach(diffusers_context.compiled_module(gm), cache)
+        self._caches.append(cache)
+        graph = self._compile_pieces(split.graph, example_inputs)
+        _install_guard(graph, cache, split)
+        compilation_counter["split_graphs"] += 1
+
+        def run(*args):
+            cache.enter(args)
+            return graph(*args)
+
+        run.cache = cache
+        return run
+
+    def _compile_piece(self, gm: fx.GraphModule, example_inputs: list) -> Callable:
+        compilation_counter["pieces"] += 1
+        if callable(self.compiler):
+            return self.compiler(gm, example_inputs)
+        if self.compiler == "eager":
+            return gm.forward
+        from torch._inductor.compile_fx import compile_fx
+
+        return compile_fx(gm, example_inputs, config_patches=self._inductor_patches)
+
+    def _compile_pieces(self, split_gm: fx.GraphModule, example_inputs: list) -> fx.GraphModule:
+        fake_mode = detect_fake_mode(example_inputs) or torch._subclasses.fake_tensor.FakeTensorMode()
+        compiler = SubmodCompiler(split_gm, self._compile_piece, fake_mode)
+        with torch._dynamo.utils._disable_saved_tensors_hooks_during_tracing():
+            compiler.run(*example_inputs)
+        split_gm.recompile()
+        return split_gm
+
+
+def _install_guard(graph: fx.GraphModule, cache: FirstBlockCache, split) -> None:
+    """Route the body call through ``CachedBody``, with block 0's residual from the head as an extra input."""
+    calls = {node.target.removeprefix("compiled_"): node for node in graph.graph.find_nodes(op="call_module")}
+    head_call, body_call = calls[PIECE_NAMES[0]], calls[PIECE_NAMES[1]]
+    with graph.graph.inserting_after(head_call):
+        residual = graph.graph.call_function(operator.getitem, (head_call, split.residual_output))
+    body = CachedBody(getattr(graph, body_call.target), cache, split.streams, split.body_outputs)
+    graph.add_submodule("fbc_cached_body", body)
+    body_call.target = "fbc_cached_body"
+    body_call.args = (*body_call.args, residual)
+    graph.recompile()
+
+
+def fbc_backend(threshold: float = 0.05, *, compiler: str | Callable = "inductor", mode: str | None = None,
+                options: dict | None = None) -> FBCBackend:
+    """A First Block Cache backend for ``torch.compile``.
+
+    ``threshold``: skip the blocks after the first when block 0's residual changed by at most this fraction
+    (``mean|r - r_prev| / mean|r_prev|``) since the context's last computed call; 0 skips only identical calls.
+    ``compiler``: the inner compiler of the three pieces, ``"inductor"`` (default), ``"eager"`` (for
+    debugging the pass) or a callable ``(gm, example_inputs) -> callable``.
+    ``mode`` / ``options``: as for ``torch.compile``; options may also hold ``threshold`` and ``compiler``.
+    """
+    return FBCBackend(threshold, compiler=compiler, mode=mode, options=options)
+
+
+@torch._dynamo.register_backend(name="fbc")
+def _registered_fbc(gm: fx.GraphModule, example_inputs: list, mode: str | None = None,
+                    options: dict | None = None) -> Callable:
+    """``torch.compile(model, backend="fbc", options={"threshold": 0.1})``: one backend object per graph."""
+    return FBCBackend(mode=mode, options=options)(gm, example_inputs)

@@ -1,0 +1,103 @@
+"""Let a diffusers model's ``cache_context(...)`` and end-of-call reset reach the compiled graph's cache.
+
+Pipelines name each denoiser call with ``transformer.cache_context("cond" | "uncond" | ...)`` and, at the end of
+``__call__``, reset every stateful hook. diffusers delivers both through the model's ``HookRegistry``: the
+context goes to each ``StateManager`` held by a stateful hook, the reset to each stateful hook's
+``reset_state``. So the backend registers one such hook on the model it compiles. The hook does no work per
+call; registering it would wrap ``forward``, which would make dynamo trace a different function next call and
+recompile, so the original ``forward`` is put back: diffusers keeps only a reference to it.
+
+The backend does not receive the model, only its graph; dynamo's placeholders name where each input came from
+(``L['self']._modules[...]``), and the frame being compiled holds that local.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+import torch
+import torch.fx as fx
+
+log = logging.getLogger("fbc_compile")
+
+HOOK_NAME = "fbc_compile"
+
+__all__ = ["attach", "compiled_module"]
+
+
+def compiled_module(gm: fx.GraphModule) -> torch.nn.Module | None:
+    """The ``nn.Module`` whose ``forward`` dynamo is compiling into ``gm``, if it can be found."""
+    try:
+        from torch._dynamo.symbolic_convert import InstructionTranslator
+        from torch._dynamo.source import LocalSource
+
+        tx = InstructionTranslator.current_tx()
+    except Exception:  # not inside dynamo (a graph passed to the backend by hand), or a torch without this
+        return None
+    for node in gm.graph.find_nodes(op="placeholder"):
+        source = getattr(node, "_dynamo_source", None)
+        while source is not None and not isinstance(source, LocalSource):
+            source = getattr(source, "base", None)
+        module = tx.f_locals.get(source.local_name) if source is not None else None
+        if isinstance(module, torch.nn.Module):
+            return module
+    return None
+
+
+def _hook_classes():
+    """The diffusers classes, built lazily: diffusers is only needed when the compiled model is a diffusers one."""
+    from diffusers.hooks.hooks import BaseState, ModelHook, StateManager
+
+    class _NoState(BaseState):
+        def reset(self, *args, **kwargs) -> None:
+            pass
+
+    class ContextName(StateManager):
+        """Receives the pipeline's ``CacheContext``; only its name is used."""
+
+        def __init__(self) -> None:
+            super().__init__(_NoState)
+            self.name: str | None = None
+
+        def set_context(self, context) -> None:
+            super().set_context(context)
+            self.name = None if context is None else context.name
+
+    class CacheContextHook(ModelHook):
+        _is_stateful = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.context = ContextName()
+            self.caches = weakref.WeakSet()  # the FirstBlockCache of every graph compiled for this model
+
+        def reset_state(self, module):
+            for cache in list(self.caches):
+                cache.reset()
+            return module
+
+    return CacheContextHook
+
+
+def attach(module: torch.nn.Module | None, cache) -> None:
+    """Let ``module``'s diffusers cache contexts name ``cache``'s calls, and its stateful-hook reset reset it."""
+    if module is None or not hasattr(module, "cache_context"):
+        return
+    from diffusers.hooks import HookRegistry
+
+    registry = HookRegistry.check_if_exists_or_initialize(module)
+    hook = registry.get_hook(HOOK_NAME)
+    if hook is None:
+        instance_forward = module.__dict__.get("forward")
+        registry.register_hook(_hook_classes()(), HOOK_NAME)
+        if instance_forward is None:
+            del module.forward
+        else:
+            module.forward = instance_forward
+        registry.invalidate_child_registries_cache()
+        hook = registry.get_hook(HOOK_NAME)
+        log.info("fbc: following the cache contexts of %s", type(module).__name__)
+    hook.caches.add(cache)
+    context = hook.context
+    cache.explicit_context = lambda: context.name

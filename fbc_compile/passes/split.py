@@ -1,0 +1,199 @@
+"""Cut a dynamo graph into head (prologue + block 0), body (the other blocks) and tail (output layers).
+
+The cut is where First Block Cache decides: after block 0 it knows the block-0 residual, and either runs the body
+or replaces it by "block-0 outputs + the residual the body added last time". For that the split graph carries two
+kinds of extra values, added here so that the compiled pieces produce them in the same fused kernels as
+everything else, and the eager guard never does arithmetic beyond the one difference norm:
+
+* the head also returns ``r = hidden_states_out(block 0) - hidden_states_in(block 0)``;
+* the body also returns, for each value it hands to the tail, ``value - matching block-0 output`` (the tail
+  residual a skipped call adds back).
+
+Which block-0 output a body output continues (the *pairing*) is derived from the graph, not from a table of
+model names. Every DiT block maps its carried streams to streams of the same shape and dtype (hidden states stay
+``[batch, image tokens, dim]``, encoder hidden states ``[batch, text tokens, dim]``), and the streams a model
+carries differ in token count. So each body output is paired with the one block-0 output of its shape and dtype
+that the body consumes; the measured stream is the largest one the tail reads (image tokens: text tokens are
+fewer in every model we support), and its block-0 input is the one block-0 input of that shape and dtype that
+block 1 does not read as well (inputs every block reads, like rotary tables, are not the carried stream).
+Where that is ambiguous (a model run with as many text as image tokens) the split refuses with a reason rather
+than guess, and the backend falls back to a plain compile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+
+import torch
+import torch.fx as fx
+from torch._dynamo.backends.distributed import propagate_dynamo_source, propagate_metadata
+from torch.fx.experimental.symbolic_shapes import statically_known_true
+from torch.fx.passes.split_module import split_module
+
+from .locate import Block, NoBlockSequence
+
+__all__ = ["FirstBlockSplit", "split_at_first_block", "HEAD", "BODY", "TAIL"]
+
+HEAD, BODY, TAIL = 0, 1, 2
+PIECE_NAMES = ("submod_0", "submod_1", "submod_2")
+
+
+@dataclasses.dataclass
+class FirstBlockSplit:
+    """The split graph and the positions the guard needs in it.
+
+    ``graph`` calls ``submod_0`` (head), ``submod_1`` (body), ``submod_2`` (tail) and returns the original
+    outputs. ``residual_output`` is the index of ``r`` in the head's outputs. ``streams`` has one
+    ``(body output, body input, body residual output)`` triple per value the body hands on: a skipped call
+    returns ``inputs[body input] + cached[body residual output]`` at ``body output``.
+    ``latent_inputs`` are the graph-input positions that block 0's hidden states derive from (the latents).
+    """
+
+    graph: fx.GraphModule
+    residual_output: int
+    streams: list[tuple[int, int, int]]
+    latent_inputs: tuple[int, ...]
+    body_outputs: int
+    piece_sizes: tuple[int, int, int]
+
+
+def _value(node: fx.Node):
+    return node.meta.get("example_value", node.meta.get("val"))
+
+
+def _same_layout(a: fx.Node, b: fx.Node) -> bool:
+    va, vb = _value(a), _value(b)
+    if not (isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor)):
+        return False
+    return va.dtype == vb.dtype and va.dim() == vb.dim() and all(
+        statically_known_true(x == y) for x, y in zip(va.shape, vb.shape)
+    )
+
+
+def _numel(node: fx.Node):
+    value = _value(node)
+    return value.numel() if isinstance(value, torch.Tensor) else 0
+
+
+def _only(candidates: list[fx.Node], what: str) -> fx.Node:
+    if len(candidates) != 1:
+        names = ", ".join(node.name for node in candidates) or "none"
+        raise NoBlockSequence(f"cannot tell {what}: {len(candidates)} candidates of that shape and dtype ({names})")
+    return candidates[0]
+
+
+def _assign_partitions(gm: fx.GraphModule, blocks: list[Block]) -> dict[fx.Node, int]:
+    """Head up to the end of block 0, body up to the end of the last block, tail after it.
+
+    Nodes between blocks belong to the body, except those that do not depend on any block and are needed after
+    the body (a skipped call still needs them): they move to the head, whose inputs they can only depend on.
+    """
+    order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    in_block = {node: k for k, block in enumerate(blocks) for node in block.nodes}
+    end_of_head = order[blocks[0].nodes[-1]]
+    end_of_body = order[blocks[-1].nodes[-1]]
+    depends_on_blocks = set()
+    for node in gm.graph.nodes:
+        if node in in_block or any(arg in depends_on_blocks for arg in node.all_input_nodes):
+            depends_on_blocks.add(node)
+
+    partition: dict[fx.Node, int] = {}
+    for node in reversed(list(gm.graph.nodes)):
+        if node.op in ("placeholder", "output"):
+            continue
+        i = order[node]
+        if i <= end_of_head:
+            partition[node] = HEAD
+        elif i > end_of_body:
+            partition[node] = TAIL
+        elif node in in_block or node in depends_on_blocks:
+            partition[node] = BODY
+        else:
+            needed_later = any(user.op == "output" or partition.get(user, BODY) != BODY for user in node.users)
+            partition[node] = HEAD if needed_later else BODY
+    return partition
+
+
+def _latent_inputs(gm: fx.GraphModule, example_inputs, hidden_in: fx.Node) -> tuple[int, ...]:
+    """Positions of the non-parameter tensor inputs that block 0's hidden states are computed from."""
+    ancestors, todo = set(), [hidden_in]
+    while todo:
+        node = todo.pop()
+        if node not in ancestors:
+            ancestors.add(node)
+            todo.extend(node.all_input_nodes)
+    placeholders = [node for node in gm.graph.nodes if node.op == "placeholder"]
+    return tuple(
+        i for i, (node, value) in enumerate(zip(placeholders, example_inputs))
+        if node in ancestors and isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter)
+    )
+
+
+def split_at_first_block(gm: fx.GraphModule, example_inputs, blocks: list[Block]) -> FirstBlockSplit:
+    """Split ``gm`` (modified in place) at the end of block 0 and at the end of the last block."""
+    partition = _assign_partitions(gm, blocks)
+    block0 = set(blocks[0].nodes)
+    params = {node for node, value in zip(gm.graph.find_nodes(op="placeholder"), example_inputs)
+              if isinstance(value, torch.nn.Parameter)}
+
+    carried = [node for node in blocks[0].nodes if any(partition.get(u) == BODY for u in node.users)]
+    handed_on = [node for node in gm.graph.nodes
+                 if partition.get(node) == BODY
+                 and any(u.op == "output" or partition.get(u) == TAIL for u in node.users)]
+    if not handed_on:
+        raise NoBlockSequence("the blocks after block 0 produce nothing the output layers use")
+    if not any(part == TAIL for part in partition.values()):
+        raise NoBlockSequence("nothing runs after the last block")
+    pairs = {out: _only([c for c in carried if _same_layout(c, out)], f"which block-0 output {out.name} continues")
+             for out in handed_on}
+
+    largest = max(_numel(out) for out in handed_on)
+    measured = _only([out for out in handed_on if _numel(out) == largest], "which stream is the hidden states")
+    hidden_out = pairs[measured]
+    # Inputs that block 1 reads too (rotary tables, time embedding, text states in Wan/LTX) are shared by every
+    # block; the carried stream is the input block 1 no longer reads, since block 0's output replaced it.
+    block1 = set(blocks[1].nodes)
+    block0_inputs = {arg for node in block0 for arg in node.all_input_nodes
+                     if arg not in block0 and arg not in params and not any(u in block1 for u in arg.users)}
+    hidden_in = _only([node for node in gm.graph.nodes if node in block0_inputs and _same_layout(node, hidden_out)],
+                      "which block-0 input is the hidden states")
+    latent_inputs = _latent_inputs(gm, example_inputs, hidden_in)
+
+    # The extra values ride out of their pieces as extra graph outputs, so split_module exports them; so do the
+    # streams and their block-0 counterparts, whose positions in the pieces are read off the split graph's
+    # output. Then the graph's own outputs are put back.
+    graph = gm.graph
+    output = graph.output_node()
+    original_outputs = tuple(output.args[0])
+    with graph.inserting_after(hidden_out):
+        residual = graph.call_function(operator.sub, (hidden_out, hidden_in))
+    partition[residual] = HEAD
+    tail_residuals = []
+    for out in handed_on:
+        with graph.inserting_after(out):
+            tail_residuals.append(graph.call_function(operator.sub, (out, pairs[out])))
+        partition[tail_residuals[-1]] = BODY
+    extras = (residual, *tail_residuals, *handed_on, *(pairs[out] for out in handed_on))
+    output.args = (original_outputs + extras,)
+    gm.recompile()
+
+    split_gm = split_module(gm, None, lambda node: partition[node], keep_original_order=True, tuple_return=True)
+    propagate_dynamo_source(gm, split_gm)
+    propagate_metadata(gm, split_gm)
+
+    split_output = split_gm.graph.output_node()
+    exported = list(split_output.args[0][len(original_outputs):])
+    split_output.args = (tuple(split_output.args[0])[: len(original_outputs)],)
+    n = len(handed_on)
+    residual_at, tail_residuals_at, handed_on_at, pairs_at = exported[0], exported[1:1 + n], exported[1 + n:1 + 2 * n], exported[1 + 2 * n:]
+    body_call = next(node for node in split_gm.graph.find_nodes(op="call_module") if node.target == PIECE_NAMES[BODY])
+    streams = [(out.args[1], body_call.args.index(pair), res.args[1])
+               for out, pair, res in zip(handed_on_at, pairs_at, tail_residuals_at)]
+    split_gm.graph.eliminate_dead_code()
+    split_gm.recompile()
+
+    pieces = [getattr(split_gm, name) for name in PIECE_NAMES]
+    sizes = tuple(sum(n.op not in ("placeholder", "output") for n in piece.graph.nodes) for piece in pieces)
+    body_outputs = len(pieces[BODY].graph.output_node().args[0])
+    return FirstBlockSplit(split_gm, residual_at.args[1], streams, latent_inputs, body_outputs, sizes)
