@@ -14,9 +14,12 @@ import torch  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-@pytest.fixture(autouse=True)
-def _fresh_dynamo():
-    """Each test starts from an empty dynamo cache and zeroed counters, so counts are the test's own."""
+@pytest.fixture
+def fresh_dynamo():
+    """An empty dynamo cache and zeroed counters, so the counts a test reads are its own.
+
+    Not autouse: module-scoped fixtures share compiled models across tests, and a reset would drop them.
+    """
     import fbc_compile
 
     torch._dynamo.reset()
