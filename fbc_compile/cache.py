@@ -45,6 +45,14 @@ class ContextStats:
         self.diffs.append(diff)
         self.decisions.append(computed)
 
+    def pop(self) -> tuple[bool, float | None]:
+        """Remove the last record and return it as ``(computed, diff)``."""
+        computed = self.decisions.pop()
+        self.calls -= 1
+        self.computes -= computed
+        self.skips -= not computed
+        return computed, self.diffs.pop()
+
 
 class ResidualCache:
     """What one cache context remembers of its last fully computed call."""
@@ -52,9 +60,12 @@ class ResidualCache:
     def __init__(self) -> None:
         self.block0_residual: torch.Tensor | None = None
         self.tail_residuals: tuple[torch.Tensor, ...] | None = None
+        # (size, stride) of each value the body handed on: the compiled tail asserts its inputs' strides, and
+        # a body output can be a strided view (HunyuanVideo's is a slice of the single blocks' joint sequence).
+        self.layouts: tuple[tuple[torch.Size, tuple[int, ...]], ...] | None = None
 
     def clear(self) -> None:
-        self.block0_residual = self.tail_residuals = None
+        self.block0_residual = self.tail_residuals = self.layouts = None
 
     def comparable(self, residual: torch.Tensor) -> bool:
         prev = self.block0_residual
@@ -82,6 +93,7 @@ class FirstBlockCache:
         self._contexts: dict[str, ResidualCache] = {}
         self._previous_latents: tuple = ()
         self._branch = 0
+        self._unnamed_first_call: str | None = None  # see _adopt
         self.context = "branch0"
         self.active = ResidualCache()
 
@@ -93,8 +105,30 @@ class FirstBlockCache:
         )
         self._branch = self._branch + 1 if same_step else 0
         self._previous_latents = tuple((weakref.ref(t), t._version) for t in latents)
-        self.context = self.explicit_context() or f"branch{self._branch}"
+        implicit, explicit = f"branch{self._branch}", self.explicit_context()
+        if self._unnamed_first_call is None:
+            self._unnamed_first_call = implicit if explicit is None else ""
+        elif explicit is not None and implicit == self._unnamed_first_call and explicit not in self._contexts:
+            self._adopt(implicit, explicit)
+        self.context = explicit or implicit
         self.active = self._contexts.setdefault(self.context, ResidualCache())
+
+    def _adopt(self, implicit: str, explicit: str) -> None:
+        """Give the first call's state to the cache context it ran in, now that its name is known.
+
+        The first call compiles the graph, and the diffusers hook that receives context names is attached during
+        that compile, after the pipeline entered the call's context: that one name never arrives. The first call
+        is attributed to the first named context later seen at the same implicit branch (cond at branch 0 when
+        the pipeline calls cond then uncond on the same latents), which is where it belongs.
+        """
+        self._unnamed_first_call = ""
+        if implicit in self._contexts:
+            self._contexts[explicit] = self._contexts.pop(implicit)
+        first = self._stats.get(implicit)
+        if first is not None and first.calls:
+            self._stats.setdefault(explicit, ContextStats()).record(*first.pop())
+            if not first.calls:
+                del self._stats[implicit]
 
     def should_compute(self, residual: torch.Tensor) -> bool:
         """The guard: compare block 0's residual with the active context's last computed one."""
@@ -112,9 +146,11 @@ class FirstBlockCache:
                       "-" if diff is None else f"{diff:.5f}", self._threshold())
         return compute
 
-    def store(self, residual: torch.Tensor, tail_residuals: tuple[torch.Tensor, ...]) -> None:
+    def store(self, residual: torch.Tensor, outputs: Sequence[torch.Tensor], tail_residuals: Sequence[torch.Tensor]) -> None:
         if not torch.is_grad_enabled():
-            self.active.block0_residual, self.active.tail_residuals = residual, tail_residuals
+            cache = self.active
+            cache.block0_residual, cache.tail_residuals = residual, tuple(tail_residuals)
+            cache.layouts = tuple((out.size(), out.stride()) for out in outputs)
 
     def reset(self) -> None:
         """Forget every context's cached tensors (they are freed here), keeping the statistics."""
@@ -145,10 +181,12 @@ class CachedBody(torch.nn.Module):
         *inputs, residual = args
         if self.cache.should_compute(residual):
             outputs = self.body(*inputs)
-            self.cache.store(residual, tuple(outputs[r] for _, _, r in self.streams))
+            self.cache.store(residual, [outputs[o] for o, _, _ in self.streams], [outputs[r] for _, _, r in self.streams])
             return outputs
+        cached = self.cache.active
         outputs = [None] * self.num_outputs
-        for (out, inp, res), tail_residual in zip(self.streams, self.cache.active.tail_residuals):
-            outputs[out] = inputs[inp] + tail_residual
+        for (out, inp, res), tail_residual, (size, stride) in zip(self.streams, cached.tail_residuals, cached.layouts):
+            block0_output = inputs[inp]
+            outputs[out] = torch.add(block0_output, tail_residual, out=block0_output.new_empty_strided(size, stride))
             outputs[res] = tail_residual
         return tuple(outputs)

@@ -34,8 +34,8 @@ class ModelSpec:
         import diffusers
 
         torch.manual_seed(seed)
-        model = getattr(diffusers, self.model_cls)(**self.config)
-        return model.to(device=device, dtype=dtype).eval()
+        model = getattr(diffusers, self.model_cls)(**self.config).to(device).eval()
+        return model if dtype == torch.float32 else model.to(dtype)
 
 
 def _randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
@@ -165,13 +165,14 @@ def build(name: str, dtype: torch.dtype = torch.float32, device: str | torch.dev
 
 
 def denoise(model, spec: ModelSpec, steps: int, *, batch: int = 1, seed: int = 0, branches=(None,),
-            context: bool = False, dtype: torch.dtype = torch.float32, device="cpu", on_step=None):
+            context: bool = False, dtype: torch.dtype = torch.float32, device="cpu", on_step=None, after_call=None):
     """A flow-matching Euler loop: ``x <- x + (t_next - t) * v`` with the timestep falling from 1 to 0.
 
     ``branches`` lists per-step conditioning overrides (``None`` = the base inputs): two entries give a CFG-style
     loop with one call per branch and the guided velocity ``v_uncond + 2 * (v_cond - v_uncond)``. With
     ``context=True`` each call runs inside ``model.cache_context(name)`` (names "cond" and "uncond"), as diffusers
-    pipelines do. The latents are copied into one fixed buffer each step so their layout never changes (dynamo
+    pipelines do, and ``after_call(name)`` runs inside the context after each call (to read a hook's state). The
+    latents are copied into one fixed buffer each step so their layout never changes (dynamo
     guards on strides; a loop that changes them recompiles even a plain ``torch.compile``). Returns the final
     latents and the list of every call's output.
     """
@@ -195,6 +196,8 @@ def denoise(model, spec: ModelSpec, steps: int, *, batch: int = 1, seed: int = 0
                 if context:
                     with model.cache_context(name):
                         out = model(**call)[0]
+                        if after_call is not None:
+                            after_call(name)
                 else:
                     out = model(**call)[0]
                 outputs.append(out.clone())

@@ -1,0 +1,264 @@
+"""The pass's logic with the eager inner compiler: block location, contexts, state, conventions, errors.
+
+Numerical parity with inductor against diffusers' hook lives in test_parity.py; here the pieces run eagerly,
+so the decisions and outputs must equal the hook's and eager PyTorch's exactly or to float rounding.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import weakref
+
+import pytest
+import torch
+
+from fbc_compile import compilation_counter, fbc_backend, zoo
+from fbc_compile.passes.locate import locate_blocks, module_path
+from fbc_compile.reference import HookDecisions
+
+
+def traced_graph(model, inputs):
+    graphs = []
+
+    def capture(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    with torch.no_grad():
+        torch.compile(model, backend=capture, fullgraph=True)(**inputs)
+    return graphs[0]
+
+
+def inputs_of(spec, batch=1, seed=0):
+    return spec.make_inputs(batch, torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("spelling", [
+    "L['self'].transformer_blocks.0.attn",
+    "L['self'].__dict__['_modules']['transformer_blocks'].0.attn",
+    "L['self'].transformer_blocks[0].attn",
+    "L['self']._modules['transformer_blocks']._modules['0'].attn",
+    'L["self"]._modules["transformer_blocks"]._modules["0"].attn',
+    "self.transformer_blocks.0.attn",
+])
+def test_module_path_reads_every_spelling(spelling):
+    assert module_path(spelling) == ("transformer_blocks", "0", "attn")
+
+
+EXPECTED_BLOCKS = {
+    "flux": ["transformer_blocks.0", "transformer_blocks.1", "single_transformer_blocks.0", "single_transformer_blocks.1"],
+    # The text refiner's `context_embedder.token_refiner.refiner_blocks` is nested: it stays in the prologue.
+    "hunyuan_video": ["transformer_blocks.0", "transformer_blocks.1", "single_transformer_blocks.0",
+                      "single_transformer_blocks.1"],
+    "wan": ["blocks.0", "blocks.1", "blocks.2"],
+    "ltx_video": ["transformer_blocks.0", "transformer_blocks.1", "transformer_blocks.2"],
+    "cogview4": ["transformer_blocks.0", "transformer_blocks.1", "transformer_blocks.2"],
+}
+
+
+@pytest.mark.parametrize("name", list(zoo.MODELS))
+def test_locate_blocks_finds_the_sequence_diffusers_hooks(name, fresh_dynamo):
+    spec = zoo.MODELS[name]
+    blocks = locate_blocks(traced_graph(spec.build(), inputs_of(spec)))
+    assert [block.name for block in blocks] == EXPECTED_BLOCKS[name]
+
+
+@pytest.mark.parametrize("name", list(zoo.MODELS))
+def test_eager_pieces_equal_the_hook_exactly(name, fresh_dynamo):
+    """With eager pieces the cache does the hook's arithmetic in the hook's order: same decisions, same bits."""
+    spec = zoo.MODELS[name]
+    threshold = {"flux": 0.3, "hunyuan_video": 0.38, "wan": 0.085, "ltx_video": 0.1, "cogview4": 0.2}[name]
+    backend = fbc_backend(threshold, compiler="eager")
+    ours, _ = zoo.denoise(torch.compile(spec.build(), backend=backend, fullgraph=True), spec, 8)
+    reference = spec.build()
+    hook = HookDecisions(reference, threshold)
+    expected, _ = zoo.denoise(reference, spec, 8, context=True, after_call=hook)
+    assert backend.stats["branch0"].decisions == hook.decisions["cond"]
+    assert backend.stats["branch0"].skips > 0
+    torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-6)
+    assert compilation_counter["pieces"] == 3
+
+
+@pytest.fixture
+def wan():
+    spec = zoo.MODELS["wan"]
+    return spec, spec.build()
+
+
+def test_registered_backend_name_and_options(wan, fresh_dynamo):
+    spec, model = wan
+    compiled = torch.compile(model, backend="fbc", options={"threshold": 0.5, "compiler": "eager"}, fullgraph=True)
+    inputs = inputs_of(spec)
+    with torch.no_grad():
+        first = compiled(**inputs)[0]
+        # The same values in a new latent tensor: the next step of branch 0, diff 0, a skip.
+        second = compiled(**dict(inputs, hidden_states=inputs["hidden_states"].clone()))[0]
+    torch.testing.assert_close(second, first, rtol=1e-5, atol=1e-6)
+    assert compilation_counter["split_graphs"] == 1
+    assert compiled._orig_mod._diffusers_hook.get_hook("fbc_compile").caches
+
+
+def test_mode_is_accepted_and_cuda_graphs_declined_with_a_warning(wan, fresh_dynamo):
+    spec, model = wan
+    with pytest.warns(UserWarning, match="CUDA graphs"):
+        compiled = torch.compile(model, backend=fbc_backend(compiler="eager"), mode="reduce-overhead")
+        with torch.no_grad():
+            compiled(**inputs_of(spec))
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"threshold": -0.1}, ValueError, ["threshold", ">= 0"]),
+    ({"threshold": math.nan}, ValueError, ["threshold"]),
+    ({"threshold": "0.1"}, TypeError, ["threshold", "real number"]),
+    ({"threshold": True}, TypeError, ["threshold"]),
+    ({"compiler": "tvm"}, ValueError, ["compiler", "'inductor'", "'eager'"]),
+    ({"options": {"treshold": 0.1}}, ValueError, ["'treshold'", "threshold", "compiler"]),
+    ({"mode": 3}, TypeError, ["mode"]),
+])
+def test_bad_arguments_name_the_parameter(kwargs, error, words):
+    with pytest.raises(error) as info:
+        fbc_backend(**kwargs)
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
+def test_threshold_setter_validates():
+    backend = fbc_backend(0.1)
+    with pytest.raises(ValueError, match="threshold"):
+        backend.threshold = -1
+    assert backend.threshold == 0.1
+
+
+class ResidualBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(16, 16)
+
+    def forward(self, x):
+        return x + self.linear(x).relu()
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, blocks: int = 0):
+        super().__init__()
+        self.proj_in = torch.nn.Linear(8, 16)
+        self.blocks = torch.nn.ModuleList(ResidualBlock() for _ in range(blocks))
+        self.proj_out = torch.nn.Linear(16, 8)
+
+    def forward(self, x):
+        x = self.proj_in(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.proj_out(x)
+
+
+@pytest.mark.parametrize("blocks, reason", [(0, "no repeated, indexed child"), (1, "only 1 block")])
+def test_unsplittable_graph_compiles_plainly_with_one_warning(blocks, reason, fresh_dynamo):
+    model = MLP(blocks).eval()
+    x = torch.randn(4, 8)
+    with pytest.warns(UserWarning) as warned:
+        out = torch.compile(model, backend=fbc_backend(compiler="eager"), fullgraph=True)(x)
+    messages = [str(w.message) for w in warned if "fbc_compile" in str(w.message)]
+    assert len(messages) == 1 and reason in messages[0], messages
+    torch.testing.assert_close(out, model(x))
+    assert compilation_counter["fallbacks"] == 1 and compilation_counter["pieces"] == 1
+
+
+def test_two_blocks_of_a_plain_model_split(fresh_dynamo):
+    """Generic detection: any module with a list of repeated blocks, not a list of diffusers model names."""
+    model = MLP(3).eval()
+    backend = fbc_backend(10.0, compiler="eager")
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        first, second = compiled(x), compiled(x + 1e-3)
+    assert backend.stats["branch0"].decisions == [True, False]
+    assert compilation_counter["split_graphs"] == 1
+    torch.testing.assert_close(first, model(x))
+
+
+def test_grad_mode_never_skips(wan, fresh_dynamo):
+    spec, model = wan
+    backend = fbc_backend(10.0, compiler="eager")  # a threshold every diff meets
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    inputs = inputs_of(spec)
+    with torch.enable_grad():  # the same values as new tensors: consecutive steps, each would skip without grad
+        outs = [compiled(**dict(inputs, hidden_states=inputs["hidden_states"].clone()))[0] for _ in range(3)]
+    assert backend.stats["branch0"].decisions == [True, True, True]
+    with torch.no_grad():
+        expected = model(**inputs)[0]
+    for out in outs:
+        torch.testing.assert_close(out, expected)
+    outs[0].sum().backward()  # the split graph is differentiable
+    assert model.proj_out.weight.grad is not None
+
+
+def test_implicit_branches_follow_the_latent_tensor(wan, fresh_dynamo):
+    spec, model = wan
+    backend = fbc_backend(10.0, compiler="eager")
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    inputs = inputs_of(spec)
+    latents = inputs["hidden_states"]
+    with torch.no_grad():
+        compiled(**inputs)  # step 1, cond -> branch0
+        compiled(**inputs)  # same latents object, unmodified: uncond -> branch1
+        latents.mul_(0.99)  # an in-place update: a new step
+        compiled(**inputs)
+        compiled(**dict(inputs, hidden_states=latents.clone()))  # a new tensor: a new step
+    assert backend.stats["branch0"].calls == 3 and backend.stats["branch1"].calls == 1
+    assert backend.stats["branch0"].decisions == [True, False, False]
+
+
+def test_cache_context_names_the_state_and_the_pipeline_reset_is_honoured(wan, fresh_dynamo):
+    spec, model = wan
+    backend = fbc_backend(10.0, compiler="eager")
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    inputs = inputs_of(spec)
+    with torch.no_grad():
+        for step in range(2):  # a pipeline's loop: new latents each step, shared by cond and uncond
+            latents = inputs["hidden_states"].clone()
+            for name in ("cond", "uncond"):
+                with compiled.cache_context(name):  # reaches the original module, as in pipelines
+                    compiled(**dict(inputs, hidden_states=latents))
+        (graph_cache,) = backend._caches
+        stored = weakref.ref(graph_cache._contexts["cond"].block0_residual)
+        compiled._reset_stateful_cache()  # what a pipeline calls at the end of __call__
+        gc.collect()
+        assert stored() is None, "the pipeline reset must free the cached tensors"
+        with compiled.cache_context("cond"):
+            compiled(**inputs)
+    assert backend.stats["cond"].decisions == [True, False, True]
+    assert backend.stats["uncond"].decisions == [True, False]
+    assert backend.stats["cond"].diffs[-1] is None  # a fresh generation compares with nothing
+    assert compilation_counter["graphs"] == 1
+
+
+def test_reset_frees_state_and_threshold_changes_do_not_recompile(wan, fresh_dynamo):
+    spec, model = wan
+    backend = fbc_backend(10.0, compiler="eager")
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    inputs = inputs_of(spec)
+    with torch._dynamo.config.patch(error_on_recompile=True), torch.no_grad():
+        compiled(**inputs), compiled(**dict(inputs, hidden_states=inputs["hidden_states"].clone()))
+        (graph_cache,) = backend._caches
+        stored = weakref.ref(graph_cache.active.tail_residuals[0])
+        backend.reset()
+        gc.collect()
+        assert stored() is None and backend.stats == {}
+        backend.threshold = 0.0
+        compiled(**inputs), compiled(**dict(inputs, hidden_states=inputs["hidden_states"] + 1))
+    assert backend.stats["branch0"].decisions == [True, True]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    assert compilation_counter["pieces"] == 3
+
+
+def test_split_and_decisions_are_logged(wan, fresh_dynamo, caplog):
+    spec, model = wan
+    compiled = torch.compile(model, backend=fbc_backend(10.0, compiler="eager"), fullgraph=True)
+    with caplog.at_level(logging.DEBUG, logger="fbc_compile"), torch.no_grad():
+        compiled(**inputs_of(spec)), compiled(**inputs_of(spec))
+    info = [r.getMessage() for r in caplog.records if r.name == "fbc_compile" and r.levelno == logging.INFO]
+    debug = [r.getMessage() for r in caplog.records if r.name == "fbc_compile" and r.levelno == logging.DEBUG]
+    assert any("3 blocks (blocks.0 ... blocks.2)" in m and "head" in m and "body" in m for m in info), info
+    assert [m.split(":")[1].split()[0] for m in debug] == ["compute", "skip"], debug
