@@ -13,11 +13,11 @@ differently from one call to the next: the decision is made in eager code betwee
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import operator
 import warnings
+import weakref
 from collections import Counter
 from typing import Any, Callable
 
@@ -91,7 +91,7 @@ class FBCBackend:
         self.threshold = threshold
         self.compiler = _check_compiler(compiler)
         self.stats: dict[str, ContextStats] = {}
-        self._caches: list[FirstBlockCache] = []
+        self._caches: weakref.WeakSet[FirstBlockCache] = weakref.WeakSet()  # alive while dynamo keeps the graph
         self._configure(mode, options)
 
     @property
@@ -135,7 +135,7 @@ class FBCBackend:
 
         cache = FirstBlockCache(lambda: self._threshold, self.stats, split.latent_inputs)
         diffusers_context.attach(diffusers_context.compiled_module(gm), cache)
-        self._caches.append(cache)
+        self._caches.add(cache)
         graph = self._compile_pieces(split.graph, example_inputs)
         _install_guard(graph, cache, split)
         compilation_counter["split_graphs"] += 1
@@ -144,7 +144,6 @@ class FBCBackend:
             cache.enter(args)
             return graph(*args)
 
-        run.cache = cache
         return run
 
     def _compile_piece(self, gm: fx.GraphModule, example_inputs: list) -> Callable:
