@@ -1,0 +1,308 @@
+"""``python -m fbc_compile demo``: First Block Cache on a diffusers pipeline, next to a plain ``torch.compile``.
+
+By default the pipeline is a tiny Flux built in memory with random weights (nothing is downloaded); ``--model``
+loads a real one from a local directory or the local Hugging Face cache, never from the network. The pipeline's
+transformer is compiled twice, plainly and with :func:`fbc_compile.fbc_backend`; each is warmed up (compile time
+reported apart), then each runs one timed generation of the same seed. The demo prints the per-step decisions of
+the cache and a summary (skip rate, seconds per generation, speedup, graphs compiled, recompilations) and saves
+the cached generation's image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import zoo
+from .backend import compilation_counter, fbc_backend
+from .pipelines import KL_VAE, build_pipeline, call_kwargs, spec_for
+
+__all__ = ["add_arguments", "run", "DemoResult"]
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEFAULT_OUTPUT = Path("demo-output") / "fbc_demo.png"
+# The tiny random-weight Flux's block-0 residual changes by 0.34-0.49 from one step to the next (its timestep
+# embedding is untrained, so every frequency of the sinusoidal embedding moves it), where a trained model's moves
+# by a few percent: 0.4 skips about half of its steps. For a real model (--model) 0.1 is a usual starting point.
+TINY_THRESHOLD = 0.4
+MODEL_THRESHOLD = 0.1
+
+# The demo's tiny Flux: big enough that the blocks dominate a step on a CPU (so skipping them shows), small
+# enough that compiling twice and 4 generations of 28 steps take a couple of minutes on 2 cores.
+DEMO_TRANSFORMER = zoo.flux(hidden=256, layers=2, single_layers=8)
+DEMO_VAE = dict(KL_VAE, block_out_channels=(8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 3,
+                up_block_types=("UpDecoderBlock2D",) * 3)  # 4x down: a 128 px image is 32x32 latents, 256 tokens
+DEMO_SIZE = 128
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=float, default=None,
+                        help=f"skip the blocks after the first when block 0's residual changed by at most this "
+                             f"fraction since the last computed step; 0 never skips (default {TINY_THRESHOLD} for "
+                             f"the tiny random-weight model, {MODEL_THRESHOLD} with --model)")
+    parser.add_argument("--steps", type=int, default=28, help="denoising steps per generation (default 28)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--dtype", choices=list(DTYPES), default=None,
+                        help="weights and activations (default: bfloat16 on cuda, float32 otherwise)")
+    parser.add_argument("--model", metavar="PATH",
+                        help="a diffusers pipeline directory, or a Hugging Face id already in the local cache "
+                             "(nothing is downloaded); default: a tiny Flux built in memory")
+    parser.add_argument("--prompt", default="a photo of a cat in the snow",
+                        help="prompt, for a --model pipeline that has its text encoders")
+    parser.add_argument("--height", type=int, default=None, help="image height (default: 128 for the tiny Flux, "
+                                                                 "the pipeline's default for --model)")
+    parser.add_argument("--width", type=int, default=None, help="image width (default: as --height)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help=f"where to save the cached generation's image (default {DEFAULT_OUTPUT})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights (tiny model) and the latents")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed generations of each kind, alternating; the fastest is reported (default 3)")
+
+
+@dataclasses.dataclass
+class DemoResult:
+    decisions: dict  # context name -> list of (computed, diff)
+    skip_rate: float
+    seconds_plain: float
+    seconds_fbc: float
+    compile_seconds_plain: float
+    compile_seconds_fbc: float
+    graphs_plain: int
+    graphs_fbc: int
+    recompiles: int
+    image_path: Path | None
+
+    @property
+    def speedup(self) -> float:
+        return self.seconds_plain / self.seconds_fbc
+
+
+class DemoError(Exception):
+    """A problem the user can fix (a missing model, an unusable option); printed without a traceback."""
+
+
+def load_pipeline(model: str, dtype: torch.dtype, device: str):
+    """A diffusers pipeline from a local directory or the local Hugging Face cache; never downloads."""
+    from diffusers import DiffusionPipeline
+
+    try:
+        pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=dtype, local_files_only=True)
+    except (OSError, ValueError) as error:  # missing directory / not in the cache / not a pipeline
+        where = "is not a directory" if not Path(model).is_dir() else "is a directory without a loadable pipeline"
+        raise DemoError(
+            f"cannot load a pipeline from --model {model!r}: it {where}, and it is not in the local Hugging Face "
+            f"cache ({_hf_cache()}). Nothing is downloaded: fetch it first (e.g. `hf download {model}`) or pass "
+            f"the path of a directory written by `pipeline.save_pretrained`.\n  ({type(error).__name__}: "
+            f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})") from None
+    if getattr(pipe, "transformer", None) is None:
+        raise DemoError(f"the pipeline at {model!r} ({type(pipe).__name__}) has no `transformer`: First Block Cache "
+                        f"is for diffusion transformers")
+    return pipe.to(device)
+
+
+def _hf_cache() -> str:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return HF_HUB_CACHE
+    except ImportError:
+        return "~/.cache/huggingface/hub"
+
+
+def _generation_kwargs(pipe, args, tiny: bool) -> dict:
+    """Arguments of one generation: prompt embeddings for a pipeline without text encoders, else the prompt."""
+    size = {key: value for key, value in (("height", args.height), ("width", args.width or args.height))
+            if value is not None}
+    if tiny:
+        size = {"height": DEMO_SIZE, "width": DEMO_SIZE, **size}
+    spec = spec_for(pipe)
+    has_text_encoder = getattr(pipe, "text_encoder", None) is not None
+    if has_text_encoder:
+        kwargs = dict(prompt=args.prompt, num_inference_steps=args.steps, output_type="pil",
+                      generator=torch.Generator().manual_seed(args.seed + 1), **size)
+    elif spec is not None:
+        kwargs = call_kwargs(spec.name, steps=args.steps, cfg=False, seed=args.seed, config=pipe.transformer.config,
+                             dtype=pipe.transformer.dtype, device=pipe.device, output_type="pil", **size)
+    else:
+        raise DemoError(f"{type(pipe).__name__} has no text encoder, and the demo can make prompt embeddings only "
+                        f"for FluxPipeline, WanPipeline, HunyuanVideoPipeline, LTXPipeline and CogView4Pipeline")
+    kwargs["return_dict"] = True
+    return kwargs
+
+
+def _first_image(output):
+    """The first image (or first frame of the first video) of a pipeline output, as a PIL image."""
+    from PIL import Image
+
+    images = getattr(output, "images", None)
+    if images is None:
+        images = getattr(output, "frames", None)
+    while isinstance(images, (list, tuple)) or (torch.is_tensor(images) and images.dim() > 3) or (
+            hasattr(images, "ndim") and images.ndim > 3):
+        images = images[0]
+    if isinstance(images, Image.Image):
+        return images
+    array = images.float().cpu().numpy() if torch.is_tensor(images) else images
+    return Image.fromarray((array.clip(0, 1) * 255).round().astype("uint8"))
+
+
+def _recompiles(metrics) -> list[str]:
+    """Reasons of the recompilations in ``metrics``: compiles of a frame already compiled (compile id "f/k", k > 0).
+
+    The first compile of the shared transformer's ``forward`` for the second backend is such an id too (dynamo's
+    BACKEND_MATCH guard), but it is that backend's first compile, not a recompilation: it is left out.
+    """
+    reasons = []
+    for metric in metrics:
+        frame_compile = str(metric.compile_id or "0/0").strip("[]").split("/")[-1]
+        reason = metric.recompile_reason or ""
+        if frame_compile not in ("0", "") and "BACKEND_MATCH" not in reason:
+            reasons.append(reason.strip().splitlines()[0] if reason.strip() else "(no reason recorded)")
+    return reasons
+
+
+def _generate(pipe, kwargs: dict, label: str, backend=None, steps: int = 0, quiet: bool = False):
+    """One generation with a progress bar (driven by the pipeline's step callback); returns (output, seconds)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, desc=f"{label:>6}", unit="step", disable=quiet or steps == 0, file=sys.stdout,
+               dynamic_ncols=True)
+
+    def on_step_end(_pipe, step, _timestep, _tensors):
+        bar.update(1)
+        if backend is not None:
+            skips = sum(stats.skips for stats in backend.stats.values())
+            calls = sum(stats.calls for stats in backend.stats.values())
+            bar.set_postfix_str(f"skipped {skips}/{calls} calls")
+        return {}
+
+    generator = kwargs["generator"]  # the same starting noise for every generation
+    kwargs = dict(kwargs, generator=torch.Generator(generator.device).manual_seed(generator.initial_seed()))
+    start = time.perf_counter()
+    output = pipe(**kwargs, callback_on_step_end=on_step_end)
+    seconds = time.perf_counter() - start
+    bar.close()
+    return output, seconds
+
+
+def _print_decisions(backend, out) -> None:
+    print("\nper-step decisions (C = computed, S = skipped; the number is the relative change of block 0's "
+          "residual since the last computed step):", file=out)
+    for name, stats in backend.stats.items():
+        cells = [f"{i + 1:>3} {'C' if computed else 'S'} {'  -  ' if diff is None else f'{diff:.3f}'}"
+                 for i, (computed, diff) in enumerate(zip(stats.decisions, stats.diffs))]
+        print(f"  context {name!r}:", file=out)
+        for row in range(0, len(cells), 7):
+            print("    " + "   ".join(cells[row:row + 7]), file=out)
+
+
+def run(args: argparse.Namespace, out=sys.stdout) -> DemoResult:
+    """Run the demo with parsed arguments; prints its report to ``out`` and returns its numbers."""
+    from torch._dynamo.utils import counters, get_compilation_metrics
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = DTYPES[args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")]
+    for name in ("steps", "repeats", "height", "width"):
+        value = getattr(args, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise DemoError(f"--{name} must be a positive integer, got {value!r}")
+    threshold = args.threshold if args.threshold is not None else MODEL_THRESHOLD if args.model else TINY_THRESHOLD
+    try:
+        backend = fbc_backend(threshold)
+        device = torch.device(device)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise DemoError(f"--{'threshold' if 'threshold' in str(error) else 'device'}: {error}") from None
+    _quiet_libraries()
+
+    if args.model:
+        pipe = load_pipeline(args.model, dtype, device)
+        what = f"{type(pipe).__name__} from {args.model}"
+    else:
+        pipe = build_pipeline("flux", transformer=DEMO_TRANSFORMER, vae_config=DEMO_VAE, dtype=dtype, device=device,
+                              seed=args.seed)
+        what = "a tiny FluxPipeline built in memory (random weights, nothing downloaded)"
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = _generation_kwargs(pipe, args, tiny=not args.model)
+    transformer = pipe.transformer
+    blocks = sum(len(m) for m in transformer.children() if isinstance(m, torch.nn.ModuleList))
+    params = sum(p.numel() for p in transformer.parameters()) / 1e6
+    print(f"fbc_compile demo: {what}\n  {type(transformer).__name__}: {blocks} blocks, {params:.1f}M parameters; "
+          f"{args.steps} steps on {device} in {str(dtype).removeprefix('torch.')}; threshold {threshold}", file=out)
+
+    # Both compiled wrappers share the one transformer (no second copy of the weights); dynamo keeps a compiled
+    # entry per backend and picks the matching one on each call.
+    compiled = {"plain": torch.compile(transformer), "fbc": torch.compile(transformer, backend=backend)}
+    warmup = dict(kwargs, num_inference_steps=2)
+    compile_seconds, graphs = {}, {}
+    for label, title in (("plain", "plain torch.compile"), ("fbc", "fbc_backend")):
+        pipe.transformer = compiled[label]
+        before = counters["stats"]["unique_graphs"]
+        print(f"compiling {title} (a 2-step warm-up generation) ...", end=" ", flush=True, file=out)
+        _, compile_seconds[label] = _generate(pipe, warmup, label, quiet=True)
+        graphs[label] = counters["stats"]["unique_graphs"] - before
+        print(f"{compile_seconds[label]:.1f} s, {graphs[label]} graph(s)", file=out)
+
+    seconds = {"plain": [], "fbc": []}
+    outputs = {}
+    for repeat in range(args.repeats):
+        if repeat == 1:
+            print(f"timing {args.repeats - 1} more generation(s) of each ...", file=out)
+        for label in ("plain", "fbc"):
+            pipe.transformer = compiled[label]
+            if label == "fbc":
+                backend.reset()  # only this generation's decisions in the stats (the cached tensors are gone already)
+            output, took = _generate(pipe, kwargs, label, backend=backend if label == "fbc" else None,
+                                     steps=args.steps, quiet=repeat > 0)
+            seconds[label].append(took)
+            outputs.setdefault(label, output)
+    pipe.transformer = transformer
+    recompiles = _recompiles(get_compilation_metrics())
+
+    _print_decisions(backend, out)
+    calls = sum(s.calls for s in backend.stats.values())
+    skips = sum(s.skips for s in backend.stats.values())
+    image, image_plain = _first_image(outputs["fbc"]), _first_image(outputs["plain"])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    image.save(args.output)
+    import numpy as np
+
+    pixel_diff = float(np.abs(np.asarray(image, np.float32) - np.asarray(image_plain, np.float32)).mean())
+    result = DemoResult({name: list(zip(s.decisions, s.diffs)) for name, s in backend.stats.items()},
+                        skips / calls if calls else 0.0, min(seconds["plain"]), min(seconds["fbc"]),
+                        compile_seconds["plain"], compile_seconds["fbc"], graphs["plain"], graphs["fbc"],
+                        len(recompiles), args.output)
+    best = f"fastest of {args.repeats}" if args.repeats > 1 else "one run"
+    print(f"\nsummary\n"
+          f"  skip rate             : {skips}/{calls} transformer calls skipped the blocks after the first "
+          f"({result.skip_rate:.0%})\n"
+          f"  plain torch.compile   : {result.seconds_plain:.2f} s per generation ({best}); compile + warm-up "
+          f"{compile_seconds['plain']:.1f} s\n"
+          f"  fbc_backend           : {result.seconds_fbc:.2f} s per generation ({best}); compile + warm-up "
+          f"{compile_seconds['fbc']:.1f} s\n"
+          f"  speedup               : {result.speedup:.2f}x\n"
+          f"  dynamo graphs compiled: plain {graphs['plain']}, fbc {graphs['fbc']} (fbc_compile: "
+          f"{compilation_counter['split_graphs']} split at block 0, {compilation_counter['pieces']} pieces compiled)\n"
+          f"  recompilations        : {len(recompiles)}" + "".join(f"\n    - {r}" for r in recompiles) + "\n"
+          f"  image vs plain        : mean |difference| {pixel_diff:.2f} / 255 per pixel channel\n"
+          f"  image saved to        : {args.output}", file=out)
+    return result
+
+
+def _quiet_libraries() -> None:
+    """Keep the demo's output to its own lines (diffusers and transformers log import-time notices)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import diffusers
+
+    diffusers.utils.logging.set_verbosity_error()
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+    except ImportError:
+        pass
