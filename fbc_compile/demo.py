@@ -1,11 +1,11 @@
 """``python -m fbc_compile demo``: First Block Cache on a diffusers pipeline, next to a plain ``torch.compile``.
 
-By default the pipeline is a tiny Flux built in memory with random weights (nothing is downloaded); ``--model``
+By default the pipeline is a tiny Flux built in memory with random weights (nothing is downloaded); --model
 loads a real one from a local directory or the local Hugging Face cache, never from the network. The pipeline's
-transformer is compiled twice, plainly and with :func:`fbc_compile.fbc_backend`; each is warmed up (compile time
-reported apart), then each runs one timed generation of the same seed. The demo prints the per-step decisions of
-the cache and a summary (skip rate, seconds per generation, speedup, graphs compiled, recompilations) and saves
-the cached generation's image.
+transformer is compiled twice, plainly and with fbc_backend, and each is warmed up (compile time reported apart).
+Then the two run timed generations of the same seed, alternating (the fastest of --repeats is reported). The demo
+prints the cache's per-step decisions and a summary (skip rate, seconds per generation, speedup, graphs compiled,
+recompilations) and saves the cached generation's image.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -87,23 +88,60 @@ class DemoError(Exception):
     """A problem the user can fix (a missing model, an unusable option); printed without a traceback."""
 
 
-def load_pipeline(model: str, dtype: torch.dtype, device: str):
-    """A diffusers pipeline from a local directory or the local Hugging Face cache; never downloads."""
+def load_pipeline(model: str, dtype: torch.dtype, device):
+    """A diffusers pipeline from a local directory or the local Hugging Face cache; never downloads.
+
+    Components saved as absent (``save_pretrained`` of a pipeline built without text encoders writes them as
+    ``[null, null]``) are passed as ``None``, which ``from_pretrained`` otherwise refuses.
+    """
+    import json
+
     from diffusers import DiffusionPipeline
 
+    folder = _local_folder(model)
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise DemoError(f"--model {model!r}: {folder} has no model_index.json, so it is not a diffusers pipeline "
+                        f"(write one with `pipeline.save_pretrained(path)`)")
+    index = json.loads(index_file.read_text())
+    absent = {name: None for name, entry in index.items()
+              if not name.startswith("_") and isinstance(entry, list) and entry[:1] == [None]}
     try:
-        pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=dtype, local_files_only=True)
-    except (OSError, ValueError) as error:  # missing directory / not in the cache / not a pipeline
-        where = "is not a directory" if not Path(model).is_dir() else "is a directory without a loadable pipeline"
-        raise DemoError(
-            f"cannot load a pipeline from --model {model!r}: it {where}, and it is not in the local Hugging Face "
-            f"cache ({_hf_cache()}). Nothing is downloaded: fetch it first (e.g. `hf download {model}`) or pass "
-            f"the path of a directory written by `pipeline.save_pretrained`.\n  ({type(error).__name__}: "
-            f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})") from None
+        with warnings.catch_warnings():  # newer diffusers prefer `dtype=`; `torch_dtype=` works in every release
+            warnings.simplefilter("ignore", FutureWarning)
+            pipe = DiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, local_files_only=True, **absent)
+    except (OSError, ValueError, TypeError) as error:
+        raise DemoError(f"--model {model!r}: cannot load the pipeline in {folder}: {_first_line(error)}") from None
     if getattr(pipe, "transformer", None) is None:
-        raise DemoError(f"the pipeline at {model!r} ({type(pipe).__name__}) has no `transformer`: First Block Cache "
-                        f"is for diffusion transformers")
+        raise DemoError(f"--model {model!r}: {type(pipe).__name__} has no `transformer`; First Block Cache is for "
+                        f"diffusion transformers")
     return pipe.to(device)
+
+
+def _local_folder(model: str) -> Path:
+    """``model`` as a directory, or the folder of its snapshot in the local Hugging Face cache."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception as error:  # not a repo id, or not in the cache: both mean "not here"
+        looks_like_id = model.count("/") == 1 and not model.startswith(("/", ".", "~"))
+        if not looks_like_id:
+            raise DemoError(f"--model {model!r}: no such directory (and not a Hugging Face id). Nothing is "
+                            f"downloaded: pass a directory written by `pipeline.save_pretrained(path)`, or the id "
+                            f"of a model already in the local Hugging Face cache") from None
+        raise DemoError(
+            f"--model {model!r} is not a directory and not in the local Hugging Face cache ({_hf_cache()}). "
+            f"Nothing is downloaded: fetch it first (e.g. `hf download {model}`), or pass a directory written by "
+            f"`pipeline.save_pretrained(path)`. ({type(error).__name__})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _hf_cache() -> str:
@@ -215,9 +253,16 @@ def run(args: argparse.Namespace, out=sys.stdout) -> DemoResult:
     threshold = args.threshold if args.threshold is not None else MODEL_THRESHOLD if args.model else TINY_THRESHOLD
     try:
         backend = fbc_backend(threshold)
+    except (TypeError, ValueError) as error:
+        raise DemoError(f"--threshold: {error}") from None
+    try:
         device = torch.device(device)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise DemoError(f"--{'threshold' if 'threshold' in str(error) else 'device'}: {error}") from None
+    except RuntimeError as error:
+        raise DemoError(f"--device {device!r}: {_first_line(error)}") from None
+    is_available = getattr(getattr(torch, device.type, None), "is_available", None)
+    if device.type != "cpu" and not (callable(is_available) and is_available()):
+        raise DemoError(f"--device {device}: no {device.type} device is available to this torch "
+                        f"(torch {torch.__version__}); use --device cpu")
     _quiet_libraries()
 
     if args.model:
@@ -300,6 +345,7 @@ def _quiet_libraries() -> None:
     import diffusers
 
     diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
     try:
         import transformers
 
