@@ -39,6 +39,7 @@ __all__ = ["FBCBackend", "fbc_backend", "compilation_counter", "COMPILERS"]
 compilation_counter: Counter = Counter()
 
 COMPILERS = ("inductor", "eager")
+MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _OPTIONS = ("threshold", "compiler")
 
 
@@ -103,9 +104,13 @@ class FBCBackend:
         self._threshold = _check_threshold(value)
 
     def _configure(self, mode: str | None, options: dict | None) -> None:
-        options = dict(options or {})
+        if not isinstance(options, (dict, type(None))):
+            raise TypeError(f"options must be a dict of option name to value, got {type(options).__name__}")
         if not isinstance(mode, (str, type(None))):
             raise TypeError(f"mode must be a string or None, got {type(mode).__name__}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))} or None, got {mode!r}")
+        options = dict(options or {})
         if "threshold" in options:
             self.threshold = options.pop("threshold")
         if "compiler" in options:
@@ -133,7 +138,7 @@ class FBCBackend:
         log.info("fbc: %d blocks (%s ... %s); pieces: head %d, body %d, tail %d nodes", len(blocks),
                  blocks[0].name, blocks[-1].name, *split.piece_sizes)
 
-        cache = FirstBlockCache(lambda: self._threshold, self.stats, split.latent_inputs)
+        cache = FirstBlockCache(lambda: self._threshold, self.stats, split.latent_inputs, split.instance_input)
         diffusers_context.attach(diffusers_context.compiled_module(gm), cache)
         self._caches.add(cache)
         graph = self._compile_pieces(split.graph, example_inputs)

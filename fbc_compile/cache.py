@@ -73,6 +73,21 @@ class ResidualCache:
                 and prev.device == residual.device)
 
 
+class ModelState:
+    """The cache state of one model instance: its contexts and where its denoising loop is.
+
+    One compiled graph can serve several instances of a model class (parameters are graph inputs, and dynamo
+    does not guard on the module's identity: Wan 2.2's two transformers share a graph), so the graph's state is
+    kept per instance, told apart by the identity of one of their parameters.
+    """
+
+    def __init__(self) -> None:
+        self.contexts: dict[str, ResidualCache] = {}
+        self.previous_latents: tuple = ()
+        self.branch = 0
+        self.unnamed_first_call: str | None = None  # see FirstBlockCache._adopt
+
+
 class FirstBlockCache:
     """The per-graph runtime: which context a call belongs to, and whether it computes or skips.
 
@@ -85,35 +100,44 @@ class FirstBlockCache:
     """
 
     def __init__(self, threshold: Callable[[], float], stats: dict[str, ContextStats],
-                 latent_inputs: Sequence[int]) -> None:
+                 latent_inputs: Sequence[int], instance_input: int | None) -> None:
         self._threshold = threshold
         self._stats = stats
         self._latent_inputs = tuple(latent_inputs)
+        self._instance_input = instance_input
         self.explicit_context: Callable[[], str | None] = lambda: None  # set by diffusers_context.attach
-        self._contexts: dict[str, ResidualCache] = {}
-        self._previous_latents: tuple = ()
-        self._branch = 0
-        self._unnamed_first_call: str | None = None  # see _adopt
+        self._models: dict[int, tuple[weakref.ref | None, ModelState]] = {}
         self.context = "branch0"
         self.active = ResidualCache()
 
+    def _model(self, args: Sequence) -> ModelState:
+        param = args[self._instance_input] if self._instance_input is not None else None
+        key = id(param)
+        ref, model = self._models.get(key, (None, None))
+        if model is None or (ref is not None and ref() is not param):  # new, or a dead id reused
+            ref = weakref.ref(param) if param is not None else None
+            model = ModelState()
+            self._models[key] = (ref, model)
+        return model
+
     def enter(self, args: Sequence) -> None:
         """Select the context of the call whose graph inputs are ``args``."""
+        model = self._model(args)
         latents = [args[i] for i in self._latent_inputs]
-        same_step = bool(latents) and len(latents) == len(self._previous_latents) and all(
-            ref() is t and version == t._version for (ref, version), t in zip(self._previous_latents, latents)
+        same_step = bool(latents) and len(latents) == len(model.previous_latents) and all(
+            ref() is t and version == t._version for (ref, version), t in zip(model.previous_latents, latents)
         )
-        self._branch = self._branch + 1 if same_step else 0
-        self._previous_latents = tuple((weakref.ref(t), t._version) for t in latents)
-        implicit, explicit = f"branch{self._branch}", self.explicit_context()
-        if self._unnamed_first_call is None:
-            self._unnamed_first_call = implicit if explicit is None else ""
-        elif explicit is not None and implicit == self._unnamed_first_call and explicit not in self._contexts:
-            self._adopt(implicit, explicit)
+        model.branch = model.branch + 1 if same_step else 0
+        model.previous_latents = tuple((weakref.ref(t), t._version) for t in latents)
+        implicit, explicit = f"branch{model.branch}", self.explicit_context()
+        if model.unnamed_first_call is None:
+            model.unnamed_first_call = implicit if explicit is None else ""
+        elif explicit is not None and implicit == model.unnamed_first_call and explicit not in model.contexts:
+            self._adopt(model, implicit, explicit)
         self.context = explicit or implicit
-        self.active = self._contexts.setdefault(self.context, ResidualCache())
+        self.active = model.contexts.setdefault(self.context, ResidualCache())
 
-    def _adopt(self, implicit: str, explicit: str) -> None:
+    def _adopt(self, model: ModelState, implicit: str, explicit: str) -> None:
         """Give the first call's state to the cache context it ran in, now that its name is known.
 
         The first call compiles the graph, and the diffusers hook that receives context names is attached during
@@ -121,9 +145,9 @@ class FirstBlockCache:
         is attributed to the first named context later seen at the same implicit branch (cond at branch 0 when
         the pipeline calls cond then uncond on the same latents), which is where it belongs.
         """
-        self._unnamed_first_call = ""
-        if implicit in self._contexts:
-            self._contexts[explicit] = self._contexts.pop(implicit)
+        model.unnamed_first_call = ""
+        if implicit in model.contexts:
+            model.contexts[explicit] = model.contexts.pop(implicit)
         first = self._stats.get(implicit)
         if first is not None and first.calls:
             self._stats.setdefault(explicit, ContextStats()).record(*first.pop())
@@ -146,7 +170,8 @@ class FirstBlockCache:
                       "-" if diff is None else f"{diff:.5f}", self._threshold())
         return compute
 
-    def store(self, residual: torch.Tensor, outputs: Sequence[torch.Tensor], tail_residuals: Sequence[torch.Tensor]) -> None:
+    def store(self, residual: torch.Tensor, outputs: Sequence[torch.Tensor],
+              tail_residuals: Sequence[torch.Tensor]) -> None:
         if not torch.is_grad_enabled():
             cache = self.active
             cache.block0_residual, cache.tail_residuals = residual, tuple(tail_residuals)
@@ -154,11 +179,11 @@ class FirstBlockCache:
 
     def reset(self) -> None:
         """Forget every context's cached tensors (they are freed here), keeping the statistics."""
-        for cache in self._contexts.values():
-            cache.clear()
-        self._contexts.clear()
+        for _, model in self._models.values():
+            for cache in model.contexts.values():
+                cache.clear()
+        self._models.clear()
         self.active = ResidualCache()
-        self._previous_latents = ()
 
 
 class CachedBody(torch.nn.Module):

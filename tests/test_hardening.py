@@ -434,11 +434,6 @@ def test_one_backend_two_model_classes_keeps_state_per_graph(fresh_dynamo):
             torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: two instances of one model class compiled with the same backend object share ONE dynamo graph "
-    "(dynamo does not guard on the module's identity; parameters are graph inputs), hence one FirstBlockCache: "
-    "model B's call is compared with model A's residual and may be patched with A's tail residual. Hits "
-    "Wan 2.2 (transformer and transformer_2 are one class) compiled with one backend."))
 def test_one_backend_two_instances_of_one_class_keeps_separate_state(fresh_dynamo):
     spec = zoo.MODELS["flux"]
     threshold = THRESHOLDS["flux"]
@@ -512,9 +507,6 @@ def test_invalid_backend_arguments(kwargs, error, words):
     assert all(word in str(info.value) for word in words), str(info.value)
 
 
-@pytest.mark.xfail(strict=True, raises=(RuntimeError, TypeError, AssertionError), reason=(
-    "core gap: mode='fast' raises torch's RuntimeError (not a ValueError), options=3 raises "
-    "\"'int' object is not iterable\" without naming `options`"))
 @pytest.mark.parametrize("kwargs, error, words", [
     ({"mode": "fast"}, ValueError, ["mode", "reduce-overhead", "max-autotune"]),
     ({"options": 3}, TypeError, ["options", "dict"]),

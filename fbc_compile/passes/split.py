@@ -47,13 +47,15 @@ class FirstBlockSplit:
     outputs. ``residual_output`` is the index of ``r`` in the head's outputs. ``streams`` has one
     ``(body output, body input, body residual output)`` triple per value the body hands on: a skipped call
     returns ``inputs[body input] + cached[body residual output]`` at ``body output``.
-    ``latent_inputs`` are the graph-input positions that block 0's hidden states derive from (the latents).
+    ``latent_inputs`` are the graph-input positions that block 0's hidden states derive from (the latents);
+    ``instance_input`` is the position of a parameter, whose identity tells model instances apart.
     """
 
     graph: fx.GraphModule
     residual_output: int
     streams: list[tuple[int, int, int]]
     latent_inputs: tuple[int, ...]
+    instance_input: int | None
     body_outputs: int
     piece_sizes: tuple[int, int, int]
 
@@ -196,4 +198,7 @@ def split_at_first_block(gm: fx.GraphModule, example_inputs, blocks: list[Block]
     pieces = [getattr(split_gm, name) for name in PIECE_NAMES]
     sizes = tuple(sum(n.op not in ("placeholder", "output") for n in piece.graph.nodes) for piece in pieces)
     body_outputs = len(pieces[BODY].graph.output_node().args[0])
-    return FirstBlockSplit(split_gm, residual_at.args[1], streams, latent_inputs, body_outputs, sizes)
+    instance_input = next((i for i, node in enumerate(gm.graph.find_nodes(op="placeholder")) if node in params),
+                          None)
+    return FirstBlockSplit(split_gm, residual_at.args[1], streams, latent_inputs, instance_input, body_outputs,
+                           sizes)
