@@ -45,14 +45,6 @@ class ContextStats:
         self.diffs.append(diff)
         self.decisions.append(computed)
 
-    def pop(self) -> tuple[bool, float | None]:
-        """Remove the last record and return it as ``(computed, diff)``."""
-        computed = self.decisions.pop()
-        self.calls -= 1
-        self.computes -= computed
-        self.skips -= not computed
-        return computed, self.diffs.pop()
-
 
 class ResidualCache:
     """What one cache context remembers of its last fully computed call."""
@@ -85,7 +77,6 @@ class ModelState:
         self.contexts: dict[str, ResidualCache] = {}
         self.previous_latents: tuple = ()
         self.branch = 0
-        self.unnamed_first_call: str | None = None  # see FirstBlockCache._adopt
 
 
 class FirstBlockCache:
@@ -129,30 +120,8 @@ class FirstBlockCache:
         )
         model.branch = model.branch + 1 if same_step else 0
         model.previous_latents = tuple((weakref.ref(t), t._version) for t in latents)
-        implicit, explicit = f"branch{model.branch}", self.explicit_context()
-        if model.unnamed_first_call is None:
-            model.unnamed_first_call = implicit if explicit is None else ""
-        elif explicit is not None and implicit == model.unnamed_first_call and explicit not in model.contexts:
-            self._adopt(model, implicit, explicit)
-        self.context = explicit or implicit
+        self.context = self.explicit_context() or f"branch{model.branch}"
         self.active = model.contexts.setdefault(self.context, ResidualCache())
-
-    def _adopt(self, model: ModelState, implicit: str, explicit: str) -> None:
-        """Give the first call's state to the cache context it ran in, now that its name is known.
-
-        The first call compiles the graph, and the diffusers hook that receives context names is attached during
-        that compile, after the pipeline entered the call's context: that one name never arrives. The first call
-        is attributed to the first named context later seen at the same implicit branch (cond at branch 0 when
-        the pipeline calls cond then uncond on the same latents), which is where it belongs.
-        """
-        model.unnamed_first_call = ""
-        if implicit in model.contexts:
-            model.contexts[explicit] = model.contexts.pop(implicit)
-        first = self._stats.get(implicit)
-        if first is not None and first.calls:
-            self._stats.setdefault(explicit, ContextStats()).record(*first.pop())
-            if not first.calls:
-                del self._stats[implicit]
 
     def should_compute(self, residual: torch.Tensor) -> bool:
         """The guard: compare block 0's residual with the active context's last computed one."""

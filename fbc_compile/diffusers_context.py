@@ -9,11 +9,18 @@ recompile, so the original ``forward`` is put back: diffusers keeps only a refer
 
 The backend does not receive the model, only its graph; dynamo's placeholders name where each input came from
 (``L['self']._modules[...]``), and the frame being compiled holds that local.
+
+The hook is registered while the first call compiles, after the pipeline entered that call's context, so that
+one name has to be read back: ``cache_context`` is a generator-based context manager, suspended at its ``yield``
+with the model and the name in its frame for as long as the call runs.
 """
 
 from __future__ import annotations
 
+import gc
+import inspect
 import logging
+import types
 import weakref
 
 import torch
@@ -42,6 +49,17 @@ def compiled_module(gm: fx.GraphModule) -> torch.nn.Module | None:
         module = tx.f_locals.get(source.local_name) if source is not None else None
         if isinstance(module, torch.nn.Module):
             return module
+    return None
+
+
+def _entered_context(module: torch.nn.Module) -> str | None:
+    """The name of the ``cache_context`` of ``module`` that is open right now, if any."""
+    from diffusers.models.cache_utils import CacheMixin
+
+    code = inspect.unwrap(CacheMixin.cache_context).__code__
+    for referrer in gc.get_referrers(module):
+        if isinstance(referrer, types.GeneratorType) and referrer.gi_code is code and referrer.gi_frame is not None:
+            return referrer.gi_frame.f_locals.get("name")
     return None
 
 
@@ -97,6 +115,7 @@ def attach(module: torch.nn.Module | None, cache) -> None:
             module.forward = instance_forward
         registry.invalidate_child_registries_cache()
         hook = registry.get_hook(HOOK_NAME)
+        hook.context.name = _entered_context(module)
         log.info("fbc: following the cache contexts of %s", type(module).__name__)
     hook.caches.add(cache)
     context = hook.context
