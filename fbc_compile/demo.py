@@ -213,11 +213,11 @@ def _generate(pipe, kwargs: dict, label: str, backend=None, steps: int = 0, quie
                dynamic_ncols=True)
 
     def on_step_end(_pipe, step, _timestep, _tensors):
-        bar.update(1)
         if backend is not None:
             skips = sum(stats.skips for stats in backend.stats.values())
             calls = sum(stats.calls for stats in backend.stats.values())
-            bar.set_postfix_str(f"skipped {skips}/{calls} calls")
+            bar.set_postfix_str(f"skipped {skips}/{calls} calls", refresh=False)
+        bar.update(1)
         return {}
 
     generator = kwargs["generator"]  # the same starting noise for every generation

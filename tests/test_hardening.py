@@ -435,6 +435,9 @@ def test_one_backend_two_model_classes_keeps_state_per_graph(fresh_dynamo):
 
 
 def test_one_backend_two_instances_of_one_class_keeps_separate_state(fresh_dynamo):
+    """Two instances of one class (different weights) with one backend share one dynamo graph (dynamo does not
+    guard on the module's identity; parameters are graph inputs), as Wan 2.2's two transformers would: each
+    instance must still keep its own state, and decide and output as its own hook does."""
     spec = zoo.MODELS["flux"]
     threshold = THRESHOLDS["flux"]
     backend = fbc_backend(threshold, compiler="eager")
@@ -450,6 +453,29 @@ def test_one_backend_two_instances_of_one_class_keeps_separate_state(fresh_dynam
         assert merged[k::2] == decisions, seed
         for out, ref in zip(outputs[seed], expected):
             torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_first_call_belongs_to_its_named_context_with_repeated_latents(fresh_dynamo):
+    """The compiling call runs before the backend's diffusers hook exists, yet it must count in the
+    ``cache_context`` it was made in: two calls on one unmodified latent tensor inside ``cache_context("cond")``
+    are the hook's compute-then-skip (difference 0), all under "cond"."""
+    spec = zoo.MODELS["flux"]
+    model = spec.build()
+    backend = fbc_backend(0.1, compiler="eager")
+    compiled = torch.compile(model, backend=backend)
+    inputs = spec.make_inputs(1, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for _ in range(2):
+            with compiled.cache_context("cond"):
+                compiled(**inputs)
+    reference = spec.build()
+    record = record_hook_decisions(reference, 0.1)
+    with torch.no_grad():
+        for _ in range(2):
+            with reference.cache_context("cond"):
+                reference(**inputs)
+    assert record.decisions == {"cond": [True, False]}
+    assert {name: s.decisions for name, s in backend.stats.items()} == record.decisions
 
 
 # --------------------------------------------------------------------------------------------------------------
