@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import operator
 import warnings
 import weakref
@@ -44,7 +45,7 @@ _OPTIONS = ("threshold", "compiler")
 
 
 def _check_threshold(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"threshold must be a real number >= 0, got {type(value).__name__} {value!r}")
     if math.isnan(value) or value < 0:
         raise ValueError(f"threshold must be a real number >= 0 (0 disables skipping), got {value!r}")
