@@ -1,36 +1,63 @@
-"""diffusers' own First Block Cache, as the reference our decisions must equal step for step.
+"""diffusers' own First Block Cache, the reference our decisions must equal step for step (tests, benchmarks).
 
-Tests and benchmarks apply diffusers' hook (``apply_first_block_cache``) to an eager copy of the model and read
-back what it decided on each call. The hook keeps its decision in the shared state of the context the call ran
-in, so it is read inside that context, right after the call.
+``record_hook_decisions(transformer)`` enables diffusers' FBC on an (uncompiled) transformer and records, per
+cache context, every decision its head-block hook makes and the difference it measured. The recording wraps
+the hook's own ``_should_compute_remaining_blocks`` on the instance: the original still decides, we only
+write down its answer (and recompute the diff with the hook's formula, for messages).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import dataclasses
+import functools
 
 import torch
 
-__all__ = ["HookDecisions"]
+
+@dataclasses.dataclass
+class HookRecord:
+    """Per cache-context name: decisions (True = computed the remaining blocks) and diffs (None = no comparison)."""
+
+    decisions: dict = dataclasses.field(default_factory=dict)
+    diffs: dict = dataclasses.field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.decisions.clear()
+        self.diffs.clear()
 
 
-class HookDecisions:
-    """Apply diffusers' FBC hook to ``model`` and record its per-call decisions per cache context.
+def head_hook(transformer: torch.nn.Module):
+    """The ``FBCHeadBlockHook`` diffusers registered on the transformer's first block."""
+    from diffusers.hooks.first_block_cache import _FBC_LEADER_BLOCK_HOOK
 
-    Call the object with the context name after each model call, still inside ``model.cache_context(name)``
-    (``fbc_compile.zoo.denoise(..., after_call=...)`` does). ``decisions[name]`` lists True for a computed call.
-    """
+    for module in transformer.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        if registry is not None and registry.get_hook(_FBC_LEADER_BLOCK_HOOK) is not None:
+            return registry.get_hook(_FBC_LEADER_BLOCK_HOOK)
+    raise LookupError("no First Block Cache head hook on this model: call enable_cache first")
 
-    def __init__(self, model: torch.nn.Module, threshold: float) -> None:
-        from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
 
-        apply_first_block_cache(model, FirstBlockCacheConfig(threshold=threshold))
-        self.decisions: dict[str, list[bool]] = defaultdict(list)
-        self._state = next(
-            module._diffusers_hook.get_hook("fbc_leader_block_hook").state_manager
-            for module in model.modules()
-            if hasattr(module, "_diffusers_hook") and module._diffusers_hook.get_hook("fbc_leader_block_hook")
-        )
+def record_hook_decisions(transformer: torch.nn.Module, threshold: float) -> HookRecord:
+    """Enable diffusers' First Block Cache on ``transformer`` and record what its head hook decides."""
+    from diffusers import FirstBlockCacheConfig
 
-    def __call__(self, context: str) -> None:
-        self.decisions[context].append(self._state.get_state().should_compute)
+    transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+    hook = head_hook(transformer)
+    original = hook._should_compute_remaining_blocks
+    record = HookRecord()
+
+    @functools.wraps(original)
+    def recording(residual: torch.Tensor) -> bool:
+        state_manager = hook.state_manager
+        name = state_manager.context.name
+        previous = state_manager.get_state().head_block_residual
+        decision = original(residual)
+        diff = None
+        if previous is not None:
+            diff = ((residual - previous).abs().mean() / previous.abs().mean()).item()
+        record.decisions.setdefault(name, []).append(bool(decision))
+        record.diffs.setdefault(name, []).append(diff)
+        return decision
+
+    hook._should_compute_remaining_blocks = recording
+    return record

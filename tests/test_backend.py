@@ -16,7 +16,7 @@ import torch
 
 from fbc_compile import compilation_counter, fbc_backend, zoo
 from fbc_compile.passes.locate import locate_blocks, module_path
-from fbc_compile.reference import HookDecisions
+from fbc_compile.reference import record_hook_decisions
 
 
 def traced_graph(model, inputs):
@@ -73,8 +73,8 @@ def test_eager_pieces_equal_the_hook_exactly(name, fresh_dynamo):
     backend = fbc_backend(threshold, compiler="eager")
     ours, _ = zoo.denoise(torch.compile(spec.build(), backend=backend, fullgraph=True), spec, 8)
     reference = spec.build()
-    hook = HookDecisions(reference, threshold)
-    expected, _ = zoo.denoise(reference, spec, 8, context=True, after_call=hook)
+    hook = record_hook_decisions(reference, threshold)
+    expected, _ = zoo.denoise(reference, spec, 8, context=True)
     assert backend.stats["branch0"].decisions == hook.decisions["cond"]
     assert backend.stats["branch0"].skips > 0
     torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-6)

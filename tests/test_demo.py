@@ -21,7 +21,7 @@ from fbc_compile.__main__ import build_parser, main
 from fbc_compile.demo import DEMO_SIZE, DEMO_TRANSFORMER, DEMO_VAE, run
 from fbc_compile.pipelines import build_pipeline, call_kwargs
 
-from _reference import record_hook_decisions
+from fbc_compile.reference import record_hook_decisions
 
 REPO = Path(__file__).resolve().parents[1]
 # The demo's default threshold (0.4) sits 1e-4 from one of the 28 measured differences of the tiny Flux; this one

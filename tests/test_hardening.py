@@ -2,7 +2,7 @@
 residuals, memory, several models, grad mode, invalid arguments.
 
 References: eager PyTorch, a plain ``torch.compile``, and diffusers' own First Block Cache hook (recorded by
-``tests/_reference.py``). Logic is checked with the eager inner compiler (the pieces then do the hook's
+``fbc_compile/reference.py``). Logic is checked with the eager inner compiler (the pieces then do the hook's
 arithmetic in the hook's order, so its decisions and outputs are matched to float rounding); inductor is used
 where the compiled result itself is the point (fallback compile, new graphs per shape, memory held by compiled
 pieces, autograd).
@@ -21,7 +21,7 @@ import torch
 from fbc_compile import compilation_counter, fbc_backend, zoo
 from fbc_compile.pipelines import PIPELINES, build_pipeline, call_kwargs
 
-from _reference import record_hook_decisions
+from fbc_compile.reference import record_hook_decisions
 
 # Thresholds at which the zoo models' 8-step loop both computes and skips (the same loop as tests/test_backend).
 THRESHOLDS = {"flux": 0.3, "hunyuan_video": 0.38, "wan": 0.085, "ltx_video": 0.1, "cogview4": 0.2}

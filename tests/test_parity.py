@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from fbc_compile import compilation_counter, fbc_backend, zoo
-from fbc_compile.reference import HookDecisions
+from fbc_compile.reference import record_hook_decisions
 
 STEPS = 12
 # Two thresholds per model that give both computes and skips over the loop below. A threshold must not sit
@@ -62,8 +62,8 @@ class Run:
 
 def hook_loop(spec, threshold, **loop):
     reference = spec.build()  # same seed, same weights as the compiled model
-    decisions = HookDecisions(reference, threshold)
-    latents, _ = zoo.denoise(reference, spec, STEPS, context=True, after_call=decisions, **loop)
+    decisions = record_hook_decisions(reference, threshold)
+    latents, _ = zoo.denoise(reference, spec, STEPS, context=True, **loop)
     return latents, list(decisions.decisions.values())
 
 

@@ -6,7 +6,7 @@ HunyuanVideo: true CFG with negative embeddings, "cond"/"uncond"; Wan, CogView4:
 "cond_uncond" call per step). The references, all independent of our code:
 
 * diffusers' own First Block Cache (``transformer.enable_cache``) on an eager copy of the pipeline: the decisions
-  it takes (recorded by ``tests/_reference.py``) and its output;
+  it takes (recorded by ``fbc_compile/reference.py``) and its output;
 * the uncached eager pipeline, and the same pipeline under a plain ``torch.compile``: their difference is the
   compiler's numerical noise on this model, the yardstick for every "outputs match" below.
 
@@ -25,7 +25,7 @@ import fbc_compile
 from fbc_compile import fbc_backend
 from fbc_compile.pipelines import PIPELINES, build_pipeline, call_kwargs
 
-from _reference import record_hook_decisions
+from fbc_compile.reference import record_hook_decisions
 
 pytestmark = pytest.mark.slow
 
