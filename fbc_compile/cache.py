@@ -146,6 +146,11 @@ class FirstBlockCache:
             cache.block0_residual, cache.tail_residuals = residual, tuple(tail_residuals)
             cache.layouts = tuple((out.size(), out.stride()) for out in outputs)
 
+    def cached_tensors(self) -> list[torch.Tensor]:
+        """Every tensor the cache holds between calls, all instances and contexts (for memory accounting)."""
+        return [t for _, model in self._models.values() for cache in model.contexts.values()
+                for t in (cache.block0_residual, *(cache.tail_residuals or ())) if t is not None]
+
     def reset(self) -> None:
         """Forget every context's cached tensors (they are freed here), keeping the statistics."""
         for _, model in self._models.values():
