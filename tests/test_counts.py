@@ -27,6 +27,7 @@ import torch  # noqa: E402
 
 import fbc_compile  # noqa: E402
 from fbc_compile import fbc_backend, zoo  # noqa: E402
+from fbc_compile.counting import COUNT_KEYS, clear_counts, compile_counts  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -50,26 +51,12 @@ HOOK_COUNTS = {
 
 
 def reset_counts() -> None:
-    torch._dynamo.reset()
-    torch._dynamo.utils.counters.clear()
-    # The metrics are a deque of the last 64 frame compilations by default, and survive resets.
-    torch._dynamo.utils.set_compilation_metrics_limit(100_000)
-    torch._dynamo.utils.clear_compilation_metrics()
-    fbc_compile.compilation_counter.clear()
+    clear_counts()
 
 
 def counts() -> dict:
-    from torch._dynamo.utils import counters, get_compilation_metrics
-
-    metrics = get_compilation_metrics()
-    return dict(
-        dynamo_graphs=counters["stats"]["unique_graphs"],
-        pieces=counters["aot_autograd"]["total"],
-        frames=len(metrics),
-        recompiles=sum(not m.compile_id.endswith("/0") for m in metrics),
-        graph_breaks=sum(counters["graph_break"].values()),
-        frames_given_up=sum(bool(m.fail_type) for m in metrics),
-    )
+    everything = compile_counts()
+    return {key: everything[key] for key in COUNT_KEYS}
 
 
 def _uncond(spec) -> dict:
