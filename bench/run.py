@@ -42,6 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="timed generations / compile runs per variant (default: the "
                                                      "preset's)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for JSON and PNG files")
+    parser.add_argument("--tag", help="suffix for the output files: <suite>-<preset>-<tag>.json")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -123,12 +124,13 @@ def main(argv=None) -> int:
         targets = evaluate_targets(preset, {suite: data})
         if targets:
             data["targets"] = targets
-        common.write_json(os.path.join(args.out, f"{suite}-{preset.name}.json"), data)
+        stem = f"{suite}-{preset.name}" + (f"-{args.tag}" if args.tag else "")
+        common.write_json(os.path.join(args.out, stem + ".json"), data)
         print(f"## {suite}\n\n{report.MARKDOWN[suite](data)}\n")
         if targets:
             print(report.targets_markdown(targets) + "\n")
         if suite in report.PLOTS and not args.no_plot:
-            path = os.path.join(args.out, f"{suite}-{preset.name}.png")
+            path = os.path.join(args.out, stem + ".png")
             report.PLOTS[suite](data, path, f"{suite}, preset {preset.name}: {report.environment_line(env)}")
         sys.stdout.flush()
     mismatched = [(suite, model) for suite, data in results.items() for model, r in data.get("models", {}).items()
