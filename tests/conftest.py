@@ -14,6 +14,18 @@ import torch  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_dynamo_per_module():
+    """Each test module starts from an empty dynamo cache. Every diffusers transformer's ``forward`` is the same
+    function (diffusers' PEFT wrapper), so models compiled by earlier modules would otherwise use up dynamo's
+    per-function limit of compiled entries and change what later modules count. Dynamo's counters and compile
+    metrics survive its reset, so they are cleared too."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    torch._dynamo.utils.clear_compilation_metrics()
+    yield
+
+
 @pytest.fixture
 def fresh_dynamo():
     """An empty dynamo cache and zeroed counters, so the counts a test reads are its own.
