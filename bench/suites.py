@@ -60,9 +60,24 @@ def _format_decisions(decisions: dict[str, list]) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------------- steps
 
 
+def _release() -> None:
+    """Drop the previous model's compiled code and free its memory before building the next (GPU presets hold
+    one full-size model at a time)."""
+    import gc
+
+    torch._dynamo.reset()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def steps_suite(preset: Preset, progress: Callable) -> dict:
     _set_limits()
-    return {"models": {case.name: _steps_model(case, preset, progress) for case in preset.cases}}
+    models = {}
+    for case in preset.cases:
+        _release()
+        models[case.name] = _steps_model(case, preset, progress)
+    return {"models": models}
 
 
 def _steps_model(case: Case, preset: Preset, progress: Callable) -> dict:
@@ -281,6 +296,8 @@ def thresholds_suite(preset: Preset, progress: Callable, repeats: int = 1) -> di
     _set_limits()
     models = {}
     for case in preset.cases:
+        base = variants = None
+        _release()
         common.clear_counts()
         base = common.build_model(case, preset)
         inputs = common.make_inputs(case, preset)
