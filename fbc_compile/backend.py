@@ -28,7 +28,7 @@ from torch._dynamo.backends.distributed import SubmodCompiler
 from torch._dynamo.utils import detect_fake_mode
 
 from . import diffusers_context
-from .cache import CachedBody, ContextStats, FirstBlockCache
+from .cache import CachedBody, ContextStats, FirstBlockCache, ResidualShape
 from .passes.locate import NoBlockSequence, locate_blocks
 from .passes.split import PIECE_NAMES, split_at_first_block
 
@@ -139,16 +139,18 @@ class FBCBackend:
         log.info("fbc: %d blocks (%s ... %s); pieces: head %d, body %d, tail %d nodes", len(blocks),
                  blocks[0].name, blocks[-1].name, *split.piece_sizes)
 
-        cache = FirstBlockCache(lambda: self._threshold, self.stats, split.latent_inputs, split.instance_input)
+        input_values = [node.meta.get("example_value") for node in gm.graph.find_nodes(op="placeholder")]
+        residual_shape = ResidualShape(split.previous, input_values[:len(example_inputs)])
+        cache = FirstBlockCache(lambda: self._threshold, self.stats, split.latent_inputs, split.instance_input,
+                                residual_shape)
         diffusers_context.attach(diffusers_context.compiled_module(gm), cache)
         self._caches.add(cache)
-        graph = self._compile_pieces(split.graph, example_inputs)
+        graph = self._compile_pieces(split.graph, [*example_inputs, split.previous])
         _install_guard(graph, cache, split)
         compilation_counter["split_graphs"] += 1
 
         def run(*args):
-            cache.enter(args)
-            return graph(*args)
+            return graph(*args, cache.enter(args))
 
         return run
 
@@ -172,15 +174,18 @@ class FBCBackend:
 
 
 def _install_guard(graph: fx.GraphModule, cache: FirstBlockCache, split) -> None:
-    """Route the body call through ``CachedBody``, with block 0's residual from the head as an extra input."""
+    """Route the body call through ``CachedBody``, with block 0's residual and its difference norm from the head
+    as two extra inputs."""
     calls = {node.target.removeprefix("compiled_"): node for node in graph.graph.find_nodes(op="call_module")}
     head_call, body_call = calls[PIECE_NAMES[0]], calls[PIECE_NAMES[1]]
     with graph.graph.inserting_after(head_call):
         residual = graph.graph.call_function(operator.getitem, (head_call, split.residual_output))
+    with graph.graph.inserting_after(residual):
+        diff = graph.graph.call_function(operator.getitem, (head_call, split.diff_output))
     body = CachedBody(getattr(graph, body_call.target), cache, split.streams, split.body_outputs)
     graph.add_submodule("fbc_cached_body", body)
     body_call.target = "fbc_cached_body"
-    body_call.args = (*body_call.args, residual)
+    body_call.args = (*body_call.args, residual, diff)
     graph.recompile()
 
 

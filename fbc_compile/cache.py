@@ -2,8 +2,9 @@
 
 This is the only code that runs outside compiled pieces on every call. It is called from the split graph, which
 the backend returns to dynamo; dynamo wraps that in ``torch._dynamo.disable``, so nothing here is traced or
-guarded: a decision can change from call to call without a recompile. It does one host synchronisation per call
-(the ``.item()`` that reads the difference norm) and no other arithmetic than the skip path's one add per stream.
+guarded: a decision can change from call to call without a recompile. Its arithmetic is done by the compiled
+head: the guard hands the head the residual to compare with, reads back one number (the ``.item()``, the only
+host synchronisation per call) and, on a skipped call, adds one cached residual per stream.
 
 Semantics follow diffusers' ``FBCHeadBlockHook`` step for step (see ``shared/notes/fbc-semantics.md``):
 ``diff = mean|r - r_prev| / mean|r_prev|`` against the last *computed* call of the same context; skip when
@@ -21,11 +22,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from .kernels import residual_diff
-
 log = logging.getLogger("fbc_compile")
 
-__all__ = ["ContextStats", "ResidualCache", "FirstBlockCache", "CachedBody"]
+__all__ = ["ContextStats", "ResidualCache", "ResidualShape", "FirstBlockCache", "CachedBody"]
 
 
 @dataclasses.dataclass
@@ -59,10 +58,42 @@ class ResidualCache:
     def clear(self) -> None:
         self.block0_residual = self.tail_residuals = self.layouts = None
 
-    def comparable(self, residual: torch.Tensor) -> bool:
-        prev = self.block0_residual
-        return (prev is not None and prev.shape == residual.shape and prev.dtype == residual.dtype
-                and prev.device == residual.device)
+
+class ResidualShape:
+    """The shape block 0's residual will have in a call, known from the call's inputs before the head runs.
+
+    The head compares ``r`` with ``r_prev`` inside its compiled code, so the guard hands it a previous residual of
+    ``r``'s shape up front: the stored one when the shapes agree, else zeros. (Dtype and device are fixed per
+    graph: dynamo guards them.) In a graph compiled for one input shape the shape is a constant; a dynamic-shape
+    graph serves several, and its symbolic sizes are evaluated from the inputs, once per input shape seen.
+    """
+
+    def __init__(self, previous: torch.Tensor, inputs: Sequence) -> None:
+        self.dtype, self.device = previous.dtype, previous.device
+        self._static = None if any(isinstance(s, torch.SymInt) for s in previous.shape) else previous.shape
+        if self._static is None:
+            self._shape_env = previous.fake_mode.shape_env
+            self._sizes = [s.node.expr if isinstance(s, torch.SymInt) else s for s in previous.shape]
+            # The inputs whose sizes carry symbols: tensors with a symbolic size, and symbolic ints.
+            self._sized = [(i, value) for i, value in enumerate(inputs)
+                           if isinstance(value, torch.SymInt)
+                           or isinstance(value, torch.Tensor) and any(isinstance(s, torch.SymInt) for s in value.shape)]
+            self._known: dict[tuple, torch.Size] = {}
+
+    def __call__(self, args: Sequence) -> torch.Size:
+        if self._static is not None:
+            return self._static
+        key = tuple(args[i].shape if isinstance(args[i], torch.Tensor) else args[i] for i, _ in self._sized)
+        size = self._known.get(key)
+        if size is None:
+            bindings = self._shape_env.bind_symbols([v for _, v in self._sized], [args[i] for i, _ in self._sized])
+            size = self._known[key] = torch.Size(
+                int(self._shape_env.replace(s).xreplace(bindings)) if not isinstance(s, int) else s
+                for s in self._sizes)
+        return size
+
+    def zeros(self, size: torch.Size) -> torch.Tensor:
+        return torch.zeros(size, dtype=self.dtype, device=self.device)
 
 
 class ModelState:
@@ -91,15 +122,17 @@ class FirstBlockCache:
     """
 
     def __init__(self, threshold: Callable[[], float], stats: dict[str, ContextStats],
-                 latent_inputs: Sequence[int], instance_input: int | None) -> None:
+                 latent_inputs: Sequence[int], instance_input: int | None, residual_shape: ResidualShape) -> None:
         self._threshold = threshold
         self._stats = stats
         self._latent_inputs = tuple(latent_inputs)
         self._instance_input = instance_input
+        self._residual_shape = residual_shape
         self.explicit_context: Callable[[], str | None] = lambda: None  # set by diffusers_context.attach
         self._models: dict[int, tuple[weakref.ref | None, ModelState]] = {}
         self.context = "branch0"
         self.active = ResidualCache()
+        self.comparable = False  # whether the active context holds a residual of this call's shape
 
     def _model(self, args: Sequence) -> ModelState:
         param = args[self._instance_input] if self._instance_input is not None else None
@@ -111,8 +144,9 @@ class FirstBlockCache:
             self._models[key] = (ref, model)
         return model
 
-    def enter(self, args: Sequence) -> None:
-        """Select the context of the call whose graph inputs are ``args``."""
+    def enter(self, args: Sequence) -> torch.Tensor:
+        """Select the context of the call whose graph inputs are ``args``; return the residual for the head to
+        compare with (zeros where the context holds none of this call's shape: that difference is not used)."""
         model = self._model(args)
         latents = [args[i] for i in self._latent_inputs]
         same_step = bool(latents) and len(latents) == len(model.previous_latents) and all(
@@ -121,17 +155,23 @@ class FirstBlockCache:
         model.branch = model.branch + 1 if same_step else 0
         model.previous_latents = tuple((weakref.ref(t), t._version) for t in latents)
         self.context = self.explicit_context() or f"branch{model.branch}"
-        self.active = model.contexts.setdefault(self.context, ResidualCache())
+        cache = model.contexts.get(self.context)
+        if cache is None:
+            cache = model.contexts[self.context] = ResidualCache()
+        self.active = cache
+        size = self._residual_shape(args)
+        previous = cache.block0_residual
+        self.comparable = previous is not None and previous.shape == size
+        return previous if self.comparable else self._residual_shape.zeros(size)
 
-    def should_compute(self, residual: torch.Tensor) -> bool:
-        """The guard: compare block 0's residual with the active context's last computed one."""
-        cache, diff = self.active, None
+    def should_compute(self, diff: torch.Tensor) -> bool:
+        """The guard: ``diff`` is the head's difference norm of block 0's residual against what ``enter`` gave."""
         if torch.is_grad_enabled():
-            compute = True  # caching is for inference: never change what autograd sees
-        elif not cache.comparable(residual):
-            compute = True
+            compute, diff = True, None  # caching is for inference: never change what autograd sees
+        elif not self.comparable:
+            compute, diff = True, None
         else:
-            diff = residual_diff(residual, cache.block0_residual).item()
+            diff = diff.item()
             compute = not diff <= self._threshold()  # NaN compares False: a non-finite diff computes
         self._stats.setdefault(self.context, ContextStats()).record(compute, diff)
         if log.isEnabledFor(logging.DEBUG):
@@ -143,7 +183,8 @@ class FirstBlockCache:
               tail_residuals: Sequence[torch.Tensor]) -> None:
         if not torch.is_grad_enabled():
             cache = self.active
-            cache.block0_residual, cache.tail_residuals = residual, tuple(tail_residuals)
+            # Contiguous, as the head's r_prev input is compiled for.
+            cache.block0_residual, cache.tail_residuals = residual.contiguous(), tuple(tail_residuals)
             cache.layouts = tuple((out.size(), out.stride()) for out in outputs)
 
     def cached_tensors(self) -> list[torch.Tensor]:
@@ -161,7 +202,8 @@ class FirstBlockCache:
 
 
 class CachedBody(torch.nn.Module):
-    """Stands in for the compiled body in the split graph; takes block 0's residual as an extra last argument.
+    """Stands in for the compiled body in the split graph; takes block 0's residual and its difference norm from
+    the head as two extra last arguments.
 
     Computing: runs the body (which also returns the tail residuals) and stores them. Skipping: each value the
     body hands on is its block-0 counterpart plus the stored tail residual; the returned tuple has the body's
@@ -177,8 +219,8 @@ class CachedBody(torch.nn.Module):
         self.num_outputs = num_outputs
 
     def forward(self, *args):
-        *inputs, residual = args
-        if self.cache.should_compute(residual):
+        *inputs, residual, diff = args
+        if self.cache.should_compute(diff):
             outputs = self.body(*inputs)
             self.cache.store(residual, [outputs[o] for o, _, _ in self.streams], [outputs[r] for _, _, r in self.streams])
             return outputs

@@ -6,6 +6,7 @@ so the decisions and outputs must equal the hook's and eager PyTorch's exactly o
 
 from __future__ import annotations
 
+import copy
 import gc
 import logging
 import math
@@ -176,6 +177,34 @@ def test_two_blocks_of_a_plain_model_split(fresh_dynamo):
     assert backend.stats["branch0"].decisions == [True, False]
     assert compilation_counter["split_graphs"] == 1
     torch.testing.assert_close(first, model(x))
+
+
+def test_head_piece_computes_the_difference_norm(fresh_dynamo):
+    """The guard's norm is traced into the head piece (the guard only reads it), and equals the float64 value
+    of ``mean|r - r_prev| / mean|r_prev|`` over block 0's residuals."""
+    model = MLP(3).eval()
+    pieces = []
+
+    def record(gm, example_inputs):
+        pieces.append(gm)
+        return gm.forward
+
+    backend = fbc_backend(0.0, compiler=record)
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    xs = [torch.randn(4, 8, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    with torch.no_grad():
+        for x in xs:
+            compiled(x)
+    norm = torch.ops.fbc_compile.residual_diff.default
+    assert [len(piece.graph.find_nodes(op="call_function", target=norm)) for piece in pieces] == [1, 0, 0]
+
+    reference = copy.deepcopy(model).double()
+    with torch.no_grad():
+        hidden = [reference.proj_in(x.double()) for x in xs]
+        r_prev, r = (reference.blocks[0](h) - h for h in hidden)
+    expected = ((r - r_prev).abs().mean() / r_prev.abs().mean()).item()
+    diffs = backend.stats["branch0"].diffs
+    assert diffs[0] is None and diffs[1] == pytest.approx(expected, rel=1e-5)
 
 
 def test_grad_mode_never_skips(wan, fresh_dynamo):

@@ -2,10 +2,13 @@
 
 The cut is where First Block Cache decides: after block 0 it knows the block-0 residual, and either runs the body
 or replaces it by "block-0 outputs + the residual the body added last time". For that the split graph carries two
-kinds of extra values, added here so that the compiled pieces produce them in the same fused kernels as
-everything else, and the eager guard never does arithmetic beyond the one difference norm:
+kinds of extra values, added here so that the compiled pieces produce them with everything else, and the eager
+guard reads one number and does no arithmetic but a skipped call's one add per stream:
 
-* the head also returns ``r = hidden_states_out(block 0) - hidden_states_in(block 0)``;
+* the head also returns ``r = hidden_states_out(block 0) - hidden_states_in(block 0)`` and, given one more input
+  ``r_prev`` (the residual the guard compares with), the difference norm ``residual_diff(r, r_prev)``. The op is
+  traced into the head's compiled code: on CPU inductor fuses its arithmetic into the kernels that produce ``r``,
+  on GPU the compiled code launches its Triton kernel directly, with no Python dispatch in between;
 * the body also returns, for each value it hands to the tail, ``value - matching block-0 output`` (the tail
   residual a skipped call adds back).
 
@@ -31,6 +34,7 @@ from torch._dynamo.backends.distributed import propagate_dynamo_source, propagat
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 from torch.fx.passes.split_module import split_module
 
+from .. import kernels  # noqa: F401  defines torch.ops.fbc_compile.residual_diff
 from .locate import Block, NoBlockSequence
 
 __all__ = ["FirstBlockSplit", "split_at_first_block", "HEAD", "BODY", "TAIL"]
@@ -44,7 +48,9 @@ class FirstBlockSplit:
     """The split graph and the positions the guard needs in it.
 
     ``graph`` calls ``submod_0`` (head), ``submod_1`` (body), ``submod_2`` (tail) and returns the original
-    outputs. ``residual_output`` is the index of ``r`` in the head's outputs. ``streams`` has one
+    outputs; it takes one input more than the dynamo graph, ``r_prev``, whose example value is ``previous``.
+    ``residual_output`` and ``diff_output`` are the indices of ``r`` and of its difference norm against ``r_prev``
+    in the head's outputs. ``streams`` has one
     ``(body output, body input, body residual output)`` triple per value the body hands on: a skipped call
     returns ``inputs[body input] + cached[body residual output]`` at ``body output``.
     ``latent_inputs`` are the graph-input positions that block 0's hidden states derive from (the latents);
@@ -52,7 +58,9 @@ class FirstBlockSplit:
     """
 
     graph: fx.GraphModule
+    previous: torch.Tensor
     residual_output: int
+    diff_output: int
     streams: list[tuple[int, int, int]]
     latent_inputs: tuple[int, ...]
     instance_input: int | None
@@ -132,8 +140,20 @@ def _latent_inputs(gm: fx.GraphModule, example_inputs, hidden_in: fx.Node) -> tu
     )
 
 
-def split_at_first_block(gm: fx.GraphModule, example_inputs, blocks: list[Block]) -> FirstBlockSplit:
-    """Split ``gm`` (modified in place) at the end of block 0 and at the end of the last block."""
+def _copy(gm: fx.GraphModule, blocks: list[Block]) -> tuple[fx.GraphModule, list[Block]]:
+    """A copy of ``gm`` to cut, with ``blocks`` in its nodes. The cut adds an input, and dynamo reads the inputs
+    of the graph it passed after the backend returns, so that graph is left as it was."""
+    copies: dict[fx.Node, fx.Node] = {}
+    graph = fx.Graph()
+    graph.output(graph.graph_copy(gm.graph, copies))
+    for node in gm.graph.find_nodes(op="placeholder"):
+        copies[node]._dynamo_source = getattr(node, "_dynamo_source", None)
+    return fx.GraphModule(gm, graph), [dataclasses.replace(b, nodes=[copies[n] for n in b.nodes]) for b in blocks]
+
+
+def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[Block]) -> FirstBlockSplit:
+    """Split a copy of ``original`` at the end of block 0 and at the end of the last block."""
+    gm, blocks = _copy(original, blocks)
     partition = _assign_partitions(gm, blocks)
     block0 = set(blocks[0].nodes)
     params = {node for node, value in zip(gm.graph.find_nodes(op="placeholder"), example_inputs)
@@ -170,25 +190,38 @@ def split_at_first_block(gm: fx.GraphModule, example_inputs, blocks: list[Block]
     original_outputs = tuple(output.args[0])
     with graph.inserting_after(hidden_out):
         residual = graph.call_function(operator.sub, (hidden_out, hidden_in))
-    partition[residual] = HEAD
+    # r_prev is contiguous (the guard stores r contiguous, or passes zeros) and has r's symbolic shape.
+    fake = _value(hidden_out)
+    with fake.fake_mode:
+        previous_example = torch.empty(fake.shape, dtype=fake.dtype, device=fake.device)
+    with graph.inserting_after(list(graph.find_nodes(op="placeholder"))[-1]):
+        previous = graph.placeholder("fbc_previous_residual")
+    previous.meta["example_value"] = previous_example
+    previous._dynamo_source = None
+    with graph.inserting_after(residual):
+        detached = graph.call_method("detach", (residual,))  # the norm is for the guard, never for autograd
+    with graph.inserting_after(detached):
+        diff = graph.call_function(torch.ops.fbc_compile.residual_diff.default, (detached, previous))
+    partition.update({residual: HEAD, detached: HEAD, diff: HEAD})
     tail_residuals = []
     for out in handed_on:
         with graph.inserting_after(out):
             tail_residuals.append(graph.call_function(operator.sub, (out, pairs[out])))
         partition[tail_residuals[-1]] = BODY
-    extras = (residual, *tail_residuals, *handed_on, *(pairs[out] for out in handed_on))
+    extras = (residual, diff, *tail_residuals, *handed_on, *(pairs[out] for out in handed_on))
     output.args = (original_outputs + extras,)
     gm.recompile()
 
     split_gm = split_module(gm, None, lambda node: partition[node], keep_original_order=True, tuple_return=True)
     propagate_dynamo_source(gm, split_gm)
-    propagate_metadata(gm, split_gm)
+    propagate_metadata(original, split_gm)
 
     split_output = split_gm.graph.output_node()
     exported = list(split_output.args[0][len(original_outputs):])
     split_output.args = (tuple(split_output.args[0])[: len(original_outputs)],)
     n = len(handed_on)
-    residual_at, tail_residuals_at, handed_on_at, pairs_at = exported[0], exported[1:1 + n], exported[1 + n:1 + 2 * n], exported[1 + 2 * n:]
+    residual_at, diff_at = exported[:2]
+    tail_residuals_at, handed_on_at, pairs_at = exported[2:2 + n], exported[2 + n:2 + 2 * n], exported[2 + 2 * n:]
     body_call = next(node for node in split_gm.graph.find_nodes(op="call_module") if node.target == PIECE_NAMES[BODY])
     streams = [(out.args[1], body_call.args.index(pair), res.args[1])
                for out, pair, res in zip(handed_on_at, pairs_at, tail_residuals_at)]
@@ -200,5 +233,5 @@ def split_at_first_block(gm: fx.GraphModule, example_inputs, blocks: list[Block]
     body_outputs = len(pieces[BODY].graph.output_node().args[0])
     instance_input = next((i for i, node in enumerate(gm.graph.find_nodes(op="placeholder")) if node in params),
                           None)
-    return FirstBlockSplit(split_gm, residual_at.args[1], streams, latent_inputs, instance_input, body_outputs,
-                           sizes)
+    return FirstBlockSplit(split_gm, previous_example, residual_at.args[1], diff_at.args[1], streams, latent_inputs,
+                           instance_input, body_outputs, sizes)
