@@ -182,6 +182,7 @@ def test_two_blocks_of_a_plain_model_split(fresh_dynamo):
 def test_head_piece_computes_the_difference_norm(fresh_dynamo):
     """The guard's norm is traced into the head piece (the guard only reads it), and equals the float64 value
     of ``mean|r - r_prev| / mean|r_prev|`` over block 0's residuals."""
+    torch.manual_seed(0)
     model = MLP(3).eval()
     pieces = []
 
@@ -205,6 +206,36 @@ def test_head_piece_computes_the_difference_norm(fresh_dynamo):
     expected = ((r - r_prev).abs().mean() / r_prev.abs().mean()).item()
     diffs = backend.stats["branch0"].diffs
     assert diffs[0] is None and diffs[1] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")),
+])
+def test_inductor_head_computes_the_norm_and_the_guard_decides_on_it(device, fresh_dynamo):
+    """With inductor the op is compiled into the head (fused on CPU; on GPU its Triton kernel is launched from
+    the compiled code): the diffs are the float64 values and the decisions follow them."""
+    torch.manual_seed(0)
+    model = MLP(3).eval().to(device)
+    xs = [torch.randn(4, 8, generator=torch.Generator().manual_seed(i)).to(device) for i in range(3)]
+    reference = copy.deepcopy(model).double()
+    with torch.no_grad():
+        hidden = [reference.proj_in(x.double()) for x in xs]
+        residuals = [reference.blocks[0](h) - h for h in hidden]
+    first, second, third = residuals
+    expected = [None, ((second - first).abs().mean() / first.abs().mean()).item()]
+    # A threshold above the second diff: call 2 skips, and call 3 compares with call 1 (the last computed one).
+    expected.append(((third - first).abs().mean() / first.abs().mean()).item())
+    backend = fbc_backend(expected[1] * 1.01)
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    with torch.no_grad():
+        for x in xs:
+            compiled(x)
+    stats = backend.stats["branch0"]
+    assert stats.diffs[0] is None
+    assert stats.diffs[1:] == [pytest.approx(d, rel=1e-5) for d in expected[1:]]
+    assert stats.decisions == [True, False, not expected[2] <= backend.threshold]
+    assert compilation_counter["split_graphs"] == 1 and compilation_counter["pieces"] == 3
 
 
 def test_grad_mode_never_skips(wan, fresh_dynamo):
