@@ -2,7 +2,8 @@
 
 Data path, once per dynamo graph (one per input shape):
 
-    graph in -> locate_blocks -> split_at_first_block -> pieces compiled -> FirstBlockCache guards each call
+    graph in -> locate_blocks -> split_at_first_block -> pieces compiled -> CachedGraph runs each call
+                                                                              (FirstBlockCache decides)
 
 The pieces are compiled the way DDPOptimizer compiles the buckets of one dynamo graph (``SubmodCompiler`` from
 ``torch/_dynamo/backends/distributed.py``): it runs the split graph on fake tensors, compiles each piece with
@@ -16,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import operator
 import warnings
 import weakref
 from collections import Counter
@@ -28,9 +28,9 @@ from torch._dynamo.backends.distributed import SubmodCompiler
 from torch._dynamo.utils import detect_fake_mode
 
 from . import diffusers_context
-from .cache import CachedBody, ContextStats, FirstBlockCache, ResidualShape
+from .cache import CachedGraph, ContextStats, FirstBlockCache, ResidualShape
 from .passes.locate import NoBlockSequence, locate_blocks
-from .passes.split import PIECE_NAMES, split_at_first_block
+from .passes.split import split_at_first_block
 
 log = logging.getLogger("fbc_compile")
 
@@ -146,13 +146,8 @@ class FBCBackend:
         diffusers_context.attach(diffusers_context.compiled_module(gm), cache)
         self._caches.add(cache)
         graph = self._compile_pieces(split.graph, [*example_inputs, split.previous])
-        _install_guard(graph, cache, split)
         compilation_counter["split_graphs"] += 1
-
-        def run(*args):
-            return graph(*args, cache.enter(args))
-
-        return run
+        return CachedGraph(graph, cache, split)
 
     def _compile_piece(self, gm: fx.GraphModule, example_inputs: list) -> Callable:
         compilation_counter["pieces"] += 1
@@ -171,22 +166,6 @@ class FBCBackend:
             compiler.run(*example_inputs)
         split_gm.recompile()
         return split_gm
-
-
-def _install_guard(graph: fx.GraphModule, cache: FirstBlockCache, split) -> None:
-    """Route the body call through ``CachedBody``, with block 0's residual and its difference norm from the head
-    as two extra inputs."""
-    calls = {node.target.removeprefix("compiled_"): node for node in graph.graph.find_nodes(op="call_module")}
-    head_call, body_call = calls[PIECE_NAMES[0]], calls[PIECE_NAMES[1]]
-    with graph.graph.inserting_after(head_call):
-        residual = graph.graph.call_function(operator.getitem, (head_call, split.residual_output))
-    with graph.graph.inserting_after(residual):
-        diff = graph.graph.call_function(operator.getitem, (head_call, split.diff_output))
-    body = CachedBody(getattr(graph, body_call.target), cache, split.streams, split.body_outputs)
-    graph.add_submodule("fbc_cached_body", body)
-    body_call.target = "fbc_cached_body"
-    body_call.args = (*body_call.args, residual, diff)
-    graph.recompile()
 
 
 def fbc_backend(threshold: float = 0.05, *, compiler: str | Callable = "inductor", mode: str | None = None,

@@ -1,8 +1,8 @@
 """The eager guard between the compiled head and body, and the state it keeps per cache context.
 
-This is the only code that runs outside compiled pieces on every call. It is called from the split graph, which
-the backend returns to dynamo; dynamo wraps that in ``torch._dynamo.disable``, so nothing here is traced or
-guarded: a decision can change from call to call without a recompile. Its arithmetic is done by the compiled
+This is the only code that runs outside compiled pieces on every call. ``CachedGraph`` is what the backend returns
+to dynamo; dynamo wraps it in ``torch._dynamo.disable``, so nothing here is traced or guarded: a decision can
+change from call to call without a recompile. Its arithmetic is done by the compiled
 head: the guard hands the head the residual to compare with, reads back one number (the ``.item()``, the only
 host synchronisation per call) and, on a skipped call, adds one cached residual per stream.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 import weakref
 from typing import Callable, Sequence
 
@@ -24,7 +25,7 @@ import torch
 
 log = logging.getLogger("fbc_compile")
 
-__all__ = ["ContextStats", "ResidualCache", "ResidualShape", "FirstBlockCache", "CachedBody"]
+__all__ = ["ContextStats", "ResidualCache", "ResidualShape", "FirstBlockCache", "CachedGraph"]
 
 
 @dataclasses.dataclass
@@ -201,33 +202,70 @@ class FirstBlockCache:
         self.active = ResidualCache()
 
 
-class CachedBody(torch.nn.Module):
-    """Stands in for the compiled body in the split graph; takes block 0's residual and its difference norm from
-    the head as two extra last arguments.
+def _gather(positions) -> Callable[[tuple], tuple]:
+    """``values -> tuple(values[i] for i in positions)``, at C speed."""
+    positions = tuple(positions)
+    if len(positions) == 1:
+        (i,) = positions
+        return lambda values: (values[i],)
+    return operator.itemgetter(*positions) if positions else lambda values: ()
 
-    Computing: runs the body (which also returns the tail residuals) and stores them. Skipping: each value the
-    body hands on is its block-0 counterpart plus the stored tail residual; the returned tuple has the body's
-    layout, so the split graph's wiring to the tail is unchanged.
+
+class CachedGraph:
+    """What the backend hands dynamo: head, guard, body or skip, tail, one after the other.
+
+    The split graph says which graph inputs and piece outputs each compiled piece takes and which values the graph
+    returns. That wiring is read once into index tuples over one growing tuple of values (the graph inputs and
+    ``r_prev``, then each piece's outputs), so a call is three gathers around the three compiled calls, with no
+    generated ``forward`` or ``nn.Module`` call in between. This runs on every denoising step, the skipped ones
+    too, where little else runs; on a GPU the Python between the ``.item()`` and the tail's launch is time the
+    device sits idle.
+
+    Computing: runs the body (which also returns the tail residuals) and stores them. Skipping: each value the body
+    hands on is its block-0 counterpart plus the stored tail residual, laid out as the body returned it last time
+    (the compiled tail asserts its inputs' strides).
     """
 
-    def __init__(self, body: Callable, cache: FirstBlockCache, streams: list[tuple[int, int, int]],
-                 num_outputs: int) -> None:
-        super().__init__()
-        self.body = body
+    def __init__(self, graph: torch.fx.GraphModule, cache: FirstBlockCache, split) -> None:
+        position = {node: i for i, node in enumerate(graph.graph.find_nodes(op="placeholder"))}
+        offset = len(position)
+        calls = graph.graph.find_nodes(op="call_module")  # head, body, tail, in graph order
+        pieces, gathers = [], []
+        for call, width in zip(calls, split.piece_outputs):
+            pieces.append(getattr(graph, call.target).submod)  # the compiled callable inside SubmodCompiler's wrapper
+            gathers.append(_gather(position[arg] for arg in call.args))
+            for user in call.users:  # operator.getitem(call, k)
+                position[user] = offset + user.args[1]
+            offset += width
+        self.head, self.body, self.tail = pieces
+        self._head_args, self._body_args, self._tail_args = gathers
+        self._outputs = _gather(position[node] for node in graph.graph.output_node().args[0])
+        self._residual, self._diff = split.residual_output, split.diff_output
+        self._streams, self._body_width = split.streams, split.piece_outputs[1]
         self.cache = cache
-        self.streams = streams
-        self.num_outputs = num_outputs
 
-    def forward(self, *args):
-        *inputs, residual, diff = args
-        if self.cache.should_compute(diff):
-            outputs = self.body(*inputs)
-            self.cache.store(residual, [outputs[o] for o, _, _ in self.streams], [outputs[r] for _, _, r in self.streams])
-            return outputs
+    def __call__(self, *args):
+        cache = self.cache
+        values = (*args, cache.enter(args))
+        head = tuple(self.head(*self._head_args(values)))
+        values += head
+        body_inputs = self._body_args(values)
+        if cache.should_compute(head[self._diff]):
+            body = tuple(self.body(*body_inputs))
+            cache.store(head[self._residual], [body[o] for o, _, _ in self._streams],
+                        [body[r] for _, _, r in self._streams])
+        else:
+            body = self._skip(body_inputs)
+        values += body
+        values += tuple(self.tail(*self._tail_args(values)))
+        return self._outputs(values)
+
+    def _skip(self, body_inputs: tuple) -> tuple:
         cached = self.cache.active
-        outputs = [None] * self.num_outputs
-        for (out, inp, res), tail_residual, (size, stride) in zip(self.streams, cached.tail_residuals, cached.layouts):
-            block0_output = inputs[inp]
+        outputs = [None] * self._body_width
+        for (out, inp, res), tail_residual, (size, stride) in zip(self._streams, cached.tail_residuals,
+                                                                  cached.layouts):
+            block0_output = body_inputs[inp]
             outputs[out] = torch.add(block0_output, tail_residual, out=block0_output.new_empty_strided(size, stride))
             outputs[res] = tail_residual
         return tuple(outputs)

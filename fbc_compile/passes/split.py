@@ -64,7 +64,7 @@ class FirstBlockSplit:
     streams: list[tuple[int, int, int]]
     latent_inputs: tuple[int, ...]
     instance_input: int | None
-    body_outputs: int
+    piece_outputs: tuple[int, int, int]  # how many values head, body and tail return
     piece_sizes: tuple[int, int, int]
 
 
@@ -230,8 +230,8 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
 
     pieces = [getattr(split_gm, name) for name in PIECE_NAMES]
     sizes = tuple(sum(n.op not in ("placeholder", "output") for n in piece.graph.nodes) for piece in pieces)
-    body_outputs = len(pieces[BODY].graph.output_node().args[0])
+    piece_outputs = tuple(len(piece.graph.output_node().args[0]) for piece in pieces)
     instance_input = next((i for i, node in enumerate(gm.graph.find_nodes(op="placeholder")) if node in params),
                           None)
     return FirstBlockSplit(split_gm, previous_example, residual_at.args[1], diff_at.args[1], streams, latent_inputs,
-                           instance_input, body_outputs, sizes)
+                           instance_input, piece_outputs, sizes)
