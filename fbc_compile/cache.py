@@ -23,6 +23,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from .passes.split import BODY, FirstBlockSplit
+
 log = logging.getLogger("fbc_compile")
 
 __all__ = ["ContextStats", "ResidualCache", "ResidualShape", "FirstBlockCache", "CachedGraph"]
@@ -226,7 +228,7 @@ class CachedGraph:
     (the compiled tail asserts its inputs' strides).
     """
 
-    def __init__(self, graph: torch.fx.GraphModule, cache: FirstBlockCache, split) -> None:
+    def __init__(self, graph: torch.fx.GraphModule, cache: FirstBlockCache, split: FirstBlockSplit) -> None:
         position = {node: i for i, node in enumerate(graph.graph.find_nodes(op="placeholder"))}
         offset = len(position)
         calls = graph.graph.find_nodes(op="call_module")  # head, body, tail, in graph order
@@ -241,7 +243,7 @@ class CachedGraph:
         self._head_args, self._body_args, self._tail_args = gathers
         self._outputs = _gather(position[node] for node in graph.graph.output_node().args[0])
         self._residual, self._diff = split.residual_output, split.diff_output
-        self._streams, self._body_width = split.streams, split.piece_outputs[1]
+        self._streams, self._body_width = split.streams, split.piece_outputs[BODY]
         self.cache = cache
 
     def __call__(self, *args):
