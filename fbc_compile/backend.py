@@ -140,7 +140,7 @@ class FBCBackend:
                  blocks[0].name, blocks[-1].name, *split.piece_sizes)
 
         input_values = [node.meta.get("example_value") for node in gm.graph.find_nodes(op="placeholder")]
-        residual_shape = ResidualShape(split.previous, input_values[:len(example_inputs)])
+        residual_shape = ResidualShape(split.previous, input_values)
         cache = FirstBlockCache(lambda: self._threshold, self.stats, split.latent_inputs, split.instance_input,
                                 residual_shape)
         diffusers_context.attach(diffusers_context.compiled_module(gm), cache)

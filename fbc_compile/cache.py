@@ -2,9 +2,9 @@
 
 This is the only code that runs outside compiled pieces on every call. ``CachedGraph`` is what the backend returns
 to dynamo; dynamo wraps it in ``torch._dynamo.disable``, so nothing here is traced or guarded: a decision can
-change from call to call without a recompile. Its arithmetic is done by the compiled
-head: the guard hands the head the residual to compare with, reads back one number (the ``.item()``, the only
-host synchronisation per call) and, on a skipped call, adds one cached residual per stream.
+change from call to call without a recompile. Its arithmetic is done by the compiled head: the guard hands the
+head the residual to compare with, reads back one number (the ``.item()``, the only host synchronisation per
+call) and, on a skipped call, adds one cached residual per stream.
 
 Semantics follow diffusers' ``FBCHeadBlockHook`` step for step (see ``shared/notes/fbc-semantics.md``):
 ``diff = mean|r - r_prev| / mean|r_prev|`` against the last *computed* call of the same context; skip when
@@ -176,7 +176,10 @@ class FirstBlockCache:
         else:
             diff = diff.item()
             compute = not diff <= self._threshold()  # NaN compares False: a non-finite diff computes
-        self._stats.setdefault(self.context, ContextStats()).record(compute, diff)
+        stats = self._stats.get(self.context)
+        if stats is None:
+            stats = self._stats[self.context] = ContextStats()
+        stats.record(compute, diff)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("fbc %s: %s (diff %s, threshold %s)", self.context, "compute" if compute else "skip",
                       "-" if diff is None else f"{diff:.5f}", self._threshold())
