@@ -28,7 +28,7 @@ from torch._dynamo.backends.distributed import SubmodCompiler
 from torch._dynamo.utils import detect_fake_mode
 
 from . import diffusers_context
-from .cache import CachedGraph, ContextStats, FirstBlockCache, ResidualShape
+from .cache import CachedGraph, ContextStats, FirstBlockCache, CachedShapes
 from .passes.locate import NoBlockSequence, locate_blocks
 from .passes.split import split_at_first_block
 
@@ -140,12 +140,11 @@ class FBCBackend:
                  blocks[0].name, blocks[-1].name, *split.piece_sizes)
 
         input_values = [node.meta.get("example_value") for node in gm.graph.find_nodes(op="placeholder")]
-        residual_shape = ResidualShape(split.previous, input_values)
         cache = FirstBlockCache(lambda: self._threshold, self.stats, split.latent_inputs, split.instance_input,
-                                residual_shape)
+                                CachedShapes(split.cached, input_values))
         diffusers_context.attach(diffusers_context.compiled_module(gm), cache)
         self._caches.add(cache)
-        graph = self._compile_pieces(split.graph, [*example_inputs, split.previous])
+        graph = self._compile_pieces(split.graph, [*example_inputs, *split.cached])
         compilation_counter["split_graphs"] += 1
         return CachedGraph(graph, cache, split)
 

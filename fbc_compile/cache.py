@@ -3,8 +3,8 @@
 This is the only code that runs outside compiled pieces on every call. ``CachedGraph`` is what the backend returns
 to dynamo; dynamo wraps it in ``torch._dynamo.disable``, so nothing here is traced or guarded: a decision can
 change from call to call without a recompile. Its arithmetic is done by the compiled head: the guard hands the
-head the residual to compare with, reads back one number (the ``.item()``, the only host synchronisation per
-call) and, on a skipped call, adds one cached residual per stream.
+head the context's cached tensors, reads back one number (the ``.item()``, the only host synchronisation per
+call) and returns either the skipped call's outputs, which the head computed too, or runs body and tail.
 
 Semantics follow diffusers' ``FBCHeadBlockHook`` step for step (see ``shared/notes/fbc-semantics.md``):
 ``diff = mean|r - r_prev| / mean|r_prev|`` against the last *computed* call of the same context; skip when
@@ -27,7 +27,7 @@ from .passes.split import BODY, FirstBlockSplit
 
 log = logging.getLogger("fbc_compile")
 
-__all__ = ["ContextStats", "ResidualCache", "ResidualShape", "FirstBlockCache", "CachedGraph"]
+__all__ = ["ContextStats", "ResidualCache", "CachedShapes", "FirstBlockCache", "CachedGraph"]
 
 
 @dataclasses.dataclass
@@ -49,54 +49,55 @@ class ContextStats:
 
 
 class ResidualCache:
-    """What one cache context remembers of its last fully computed call."""
+    """What one cache context remembers of its last fully computed call: block 0's residual, then the tail
+    residuals, in the order the head takes them (contiguous, as it is compiled for)."""
 
     def __init__(self) -> None:
-        self.block0_residual: torch.Tensor | None = None
-        self.tail_residuals: tuple[torch.Tensor, ...] | None = None
-        # (size, stride) of each value the body handed on: the compiled tail asserts its inputs' strides, and
-        # a body output can be a strided view (HunyuanVideo's is a slice of the single blocks' joint sequence).
-        self.layouts: tuple[tuple[torch.Size, tuple[int, ...]], ...] | None = None
+        self.residuals: tuple[torch.Tensor, ...] = ()
 
     def clear(self) -> None:
-        self.block0_residual = self.tail_residuals = self.layouts = None
+        self.residuals = ()
 
 
-class ResidualShape:
-    """The shape block 0's residual will have in a call, known from the call's inputs before the head runs.
+class CachedShapes:
+    """The shapes the cached tensors of a call must have, known from the call's inputs before the head runs.
 
-    The head compares ``r`` with ``r_prev`` inside its compiled code, so the guard hands it a previous residual of
-    ``r``'s shape up front: the stored one when the shapes agree, else zeros. (Dtype and device are fixed per
-    graph: dynamo guards them.) In a graph compiled for one input shape the shape is a constant; a dynamic-shape
-    graph serves several, and its symbolic sizes are evaluated from the inputs, once per input shape seen.
+    The head compares ``r`` with ``r_prev`` and applies the tail residuals inside its compiled code, so the guard
+    hands it tensors of those shapes up front: the context's stored ones when every shape agrees, else zeros.
+    (Dtype and device are fixed per graph: dynamo guards them.) In a graph compiled for one input shape the
+    shapes are constants; a dynamic-shape graph serves several, and its symbolic sizes are evaluated from the
+    inputs, once per input shape seen.
     """
 
-    def __init__(self, previous: torch.Tensor, inputs: Sequence) -> None:
-        self.dtype, self.device = previous.dtype, previous.device
-        self._static = None if any(isinstance(s, torch.SymInt) for s in previous.shape) else previous.shape
-        if self._static is None:
-            self._shape_env = previous.fake_mode.shape_env
-            self._sizes = [s.node.expr if isinstance(s, torch.SymInt) else s for s in previous.shape]
+    def __init__(self, examples: Sequence[torch.Tensor], inputs: Sequence) -> None:
+        self._dtypes = [(t.dtype, t.device) for t in examples]
+        symbolic = any(isinstance(s, torch.SymInt) for t in examples for s in t.shape)
+        self._static = None if symbolic else tuple(t.shape for t in examples)
+        if symbolic:
+            self._shape_env = examples[0].fake_mode.shape_env
+            self._sizes = [[s.node.expr if isinstance(s, torch.SymInt) else s for s in t.shape] for t in examples]
             # The inputs whose sizes carry symbols: tensors with a symbolic size, and symbolic ints.
             self._sized = [(i, value) for i, value in enumerate(inputs)
                            if isinstance(value, torch.SymInt)
                            or isinstance(value, torch.Tensor) and any(isinstance(s, torch.SymInt) for s in value.shape)]
-            self._known: dict[tuple, torch.Size] = {}
+            self._known: dict[tuple, tuple[torch.Size, ...]] = {}
 
-    def __call__(self, args: Sequence) -> torch.Size:
+    def __call__(self, args: Sequence) -> tuple[torch.Size, ...]:
         if self._static is not None:
             return self._static
         key = tuple(args[i].shape if isinstance(args[i], torch.Tensor) else args[i] for i, _ in self._sized)
-        size = self._known.get(key)
-        if size is None:
+        shapes = self._known.get(key)
+        if shapes is None:
             bindings = self._shape_env.bind_symbols([v for _, v in self._sized], [args[i] for i, _ in self._sized])
-            size = self._known[key] = torch.Size(
-                int(self._shape_env.replace(s).xreplace(bindings)) if not isinstance(s, int) else s
-                for s in self._sizes)
-        return size
+            shapes = self._known[key] = tuple(
+                torch.Size(s if isinstance(s, int) else int(self._shape_env.replace(s).xreplace(bindings))
+                           for s in sizes)
+                for sizes in self._sizes)
+        return shapes
 
-    def zeros(self, size: torch.Size) -> torch.Tensor:
-        return torch.zeros(size, dtype=self.dtype, device=self.device)
+    def zeros(self, shapes: tuple[torch.Size, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.zeros(shape, dtype=dtype, device=device)
+                     for shape, (dtype, device) in zip(shapes, self._dtypes))
 
 
 class ModelState:
@@ -125,17 +126,17 @@ class FirstBlockCache:
     """
 
     def __init__(self, threshold: Callable[[], float], stats: dict[str, ContextStats],
-                 latent_inputs: Sequence[int], instance_input: int | None, residual_shape: ResidualShape) -> None:
+                 latent_inputs: Sequence[int], instance_input: int | None, shapes: CachedShapes) -> None:
         self._threshold = threshold
         self._stats = stats
         self._latent_inputs = tuple(latent_inputs)
         self._instance_input = instance_input
-        self._residual_shape = residual_shape
+        self._shapes = shapes
         self.explicit_context: Callable[[], str | None] = lambda: None  # set by diffusers_context.attach
         self._models: dict[int, tuple[weakref.ref | None, ModelState]] = {}
         self.context = "branch0"
         self.active = ResidualCache()
-        self.comparable = False  # whether the active context holds a residual of this call's shape
+        self.comparable = False  # whether the active context holds residuals of this call's shapes
 
     def _model(self, args: Sequence) -> ModelState:
         param = args[self._instance_input] if self._instance_input is not None else None
@@ -147,9 +148,9 @@ class FirstBlockCache:
             self._models[key] = (ref, model)
         return model
 
-    def enter(self, args: Sequence) -> torch.Tensor:
-        """Select the context of the call whose graph inputs are ``args``; return the residual for the head to
-        compare with (zeros where the context holds none of this call's shape: that difference is not used)."""
+    def enter(self, args: Sequence) -> tuple[torch.Tensor, ...]:
+        """Select the context of the call whose graph inputs are ``args``; return the cached tensors the head
+        takes (zeros where the context holds none of this call's shapes: what the head makes of them is unused)."""
         model = self._model(args)
         latents = [args[i] for i in self._latent_inputs]
         same_step = bool(latents) and len(latents) == len(model.previous_latents) and all(
@@ -162,10 +163,10 @@ class FirstBlockCache:
         if cache is None:
             cache = model.contexts[self.context] = ResidualCache()
         self.active = cache
-        size = self._residual_shape(args)
-        previous = cache.block0_residual
-        self.comparable = previous is not None and previous.shape == size
-        return previous if self.comparable else self._residual_shape.zeros(size)
+        shapes = self._shapes(args)
+        stored = cache.residuals
+        self.comparable = bool(stored) and all(t.shape == shape for t, shape in zip(stored, shapes))
+        return stored if self.comparable else self._shapes.zeros(shapes)
 
     def should_compute(self, diff: torch.Tensor) -> bool:
         """The guard: ``diff`` is the head's difference norm of block 0's residual against what ``enter`` gave."""
@@ -185,18 +186,15 @@ class FirstBlockCache:
                       "-" if diff is None else f"{diff:.5f}", self._threshold())
         return compute
 
-    def store(self, residual: torch.Tensor, outputs: Sequence[torch.Tensor],
-              tail_residuals: Sequence[torch.Tensor]) -> None:
+    def store(self, residuals: Sequence[torch.Tensor]) -> None:
+        """Keep a computed call's block-0 residual and tail residuals for the context's next calls."""
         if not torch.is_grad_enabled():
-            cache = self.active
-            # Contiguous, as the head's r_prev input is compiled for.
-            cache.block0_residual, cache.tail_residuals = residual.contiguous(), tuple(tail_residuals)
-            cache.layouts = tuple((out.size(), out.stride()) for out in outputs)
+            self.active.residuals = tuple(t.contiguous() for t in residuals)
 
     def cached_tensors(self) -> list[torch.Tensor]:
         """Every tensor the cache holds between calls, all instances and contexts (for memory accounting)."""
         return [t for _, model in self._models.values() for cache in model.contexts.values()
-                for t in (cache.block0_residual, *(cache.tail_residuals or ())) if t is not None]
+                for t in cache.residuals]
 
     def reset(self) -> None:
         """Forget every context's cached tensors (they are freed here), keeping the statistics."""
@@ -217,18 +215,17 @@ def _gather(positions) -> Callable[[tuple], tuple]:
 
 
 class CachedGraph:
-    """What the backend hands dynamo: head, guard, body or skip, tail, one after the other.
+    """What the backend hands dynamo: head, guard, then body and tail or nothing more.
 
     The split graph says which graph inputs and piece outputs each compiled piece takes and which values the graph
-    returns. That wiring is read once into index tuples over one growing tuple of values (the graph inputs and
-    ``r_prev``, then each piece's outputs), so a call is three gathers around the three compiled calls, with no
+    returns. That wiring is read once into index tuples over one growing tuple of values (the graph inputs and the
+    cached tensors, then each piece's outputs), so a call is a few gathers around the compiled calls, with no
     generated ``forward`` or ``nn.Module`` call in between. This runs on every denoising step, the skipped ones
-    too, where little else runs; on a GPU the Python between the ``.item()`` and the tail's launch is time the
-    device sits idle.
+    too, where little else runs; on a GPU the Python after the ``.item()`` is time the device sits idle.
 
-    Computing: runs the body (which also returns the tail residuals) and stores them. Skipping: each value the body
-    hands on is its block-0 counterpart plus the stored tail residual, laid out as the body returned it last time
-    (the compiled tail asserts its inputs' strides).
+    Computing: runs body and tail, and stores block 0's residual and the tail residuals the body returned.
+    Skipping: returns what the head computed for a skipped call (the tail applied to block-0 outputs + the stored
+    tail residuals), so a skipped call is the head's one compiled call.
     """
 
     def __init__(self, graph: torch.fx.GraphModule, cache: FirstBlockCache, split: FirstBlockSplit) -> None:
@@ -245,32 +242,20 @@ class CachedGraph:
         self.head, self.body, self.tail = pieces
         self._head_args, self._body_args, self._tail_args = gathers
         self._outputs = _gather(position[node] for node in graph.graph.output_node().args[0])
+        self._skip_outputs = _gather(split.skip_outputs)
         self._residual, self._diff = split.residual_output, split.diff_output
-        self._streams, self._body_width = split.streams, split.piece_outputs[BODY]
+        self._tail_residuals = _gather(split.tail_residual_outputs)
         self.cache = cache
 
     def __call__(self, *args):
         cache = self.cache
-        values = (*args, cache.enter(args))
+        values = (*args, *cache.enter(args))
         head = tuple(self.head(*self._head_args(values)))
         values += head
-        body_inputs = self._body_args(values)
-        if cache.should_compute(head[self._diff]):
-            body = tuple(self.body(*body_inputs))
-            cache.store(head[self._residual], [body[o] for o, _, _ in self._streams],
-                        [body[r] for _, _, r in self._streams])
-        else:
-            body = self._skip(body_inputs)
+        if not cache.should_compute(head[self._diff]):
+            return self._skip_outputs(values)
+        body = tuple(self.body(*self._body_args(values)))
+        cache.store((head[self._residual], *self._tail_residuals(body)))
         values += body
         values += tuple(self.tail(*self._tail_args(values)))
         return self._outputs(values)
-
-    def _skip(self, body_inputs: tuple) -> tuple:
-        cached = self.cache.active
-        outputs = [None] * self._body_width
-        for (out, inp, res), tail_residual, (size, stride) in zip(self._streams, cached.tail_residuals,
-                                                                  cached.layouts):
-            block0_output = body_inputs[inp]
-            outputs[out] = torch.add(block0_output, tail_residual, out=block0_output.new_empty_strided(size, stride))
-            outputs[res] = tail_residual
-        return tuple(outputs)

@@ -179,6 +179,41 @@ def test_two_blocks_of_a_plain_model_split(fresh_dynamo):
     torch.testing.assert_close(first, model(x))
 
 
+def test_a_skipped_call_is_the_head_piece_alone(fresh_dynamo):
+    """The head also computes what a skipped call returns, so a skip runs no other piece; its output is the
+    output layers applied to block 0's output plus the residual blocks 1..N-1 added at the last computed call
+    (float64 reference)."""
+    torch.manual_seed(0)
+    model = MLP(3).eval()
+    calls = []
+
+    def counting(gm, example_inputs):
+        piece = len(calls)
+        calls.append(0)
+
+        def run(*args):
+            calls[piece] += 1
+            return gm.forward(*args)
+        return run
+
+    backend = fbc_backend(10.0, compiler=counting)
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    xs = [torch.randn(4, 8, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    with torch.no_grad():
+        outputs = [compiled(x) for x in xs]
+    assert backend.stats["branch0"].decisions == [True, False]
+    assert calls == [2, 1, 1], "head, body, tail calls over one computed and one skipped call"
+
+    reference = copy.deepcopy(model).double()
+    with torch.no_grad():
+        computed, skipped = (reference.blocks[0](reference.proj_in(x.double())) for x in xs)
+        rest = computed
+        for block in reference.blocks[1:]:
+            rest = block(rest)
+        expected = reference.proj_out(skipped + (rest - computed))
+    torch.testing.assert_close(outputs[1].double(), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_head_piece_computes_the_difference_norm(fresh_dynamo):
     """The guard's norm is traced into the head piece (the guard only reads it), and equals the float64 value
     of ``mean|r - r_prev| / mean|r_prev|`` over block 0's residuals."""
@@ -282,7 +317,7 @@ def test_cache_context_names_the_state_and_the_pipeline_reset_is_honoured(wan, f
                 with compiled.cache_context(name):  # reaches the original module, as in pipelines
                     compiled(**dict(inputs, hidden_states=latents))
         (graph_cache,) = backend._caches
-        stored = weakref.ref(graph_cache.active.block0_residual)  # uncond's, the last call's
+        stored = weakref.ref(graph_cache.active.residuals[0])  # block 0 of uncond's, the last call's
         compiled._reset_stateful_cache()  # what a pipeline calls at the end of __call__
         gc.collect()
         assert stored() is None, "the pipeline reset must free the cached tensors"
@@ -302,7 +337,7 @@ def test_reset_frees_state_and_threshold_changes_do_not_recompile(wan, fresh_dyn
     with torch._dynamo.config.patch(error_on_recompile=True), torch.no_grad():
         compiled(**inputs), compiled(**dict(inputs, hidden_states=inputs["hidden_states"].clone()))
         (graph_cache,) = backend._caches
-        stored = weakref.ref(graph_cache.active.tail_residuals[0])
+        stored = weakref.ref(graph_cache.active.residuals[-1])  # a tail residual
         backend.reset()
         gc.collect()
         assert stored() is None and backend.stats == {}

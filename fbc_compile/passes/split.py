@@ -1,14 +1,19 @@
 """Cut a dynamo graph into head (prologue + block 0), body (the other blocks) and tail (output layers).
 
 The cut is where First Block Cache decides: after block 0 it knows the block-0 residual, and either runs the body
-or replaces it by "block-0 outputs + the residual the body added last time". For that the split graph carries two
-kinds of extra values, added here so that the compiled pieces produce them with everything else, and the eager
-guard reads one number and does no arithmetic but a skipped call's one add per stream:
+or replaces it by "block-0 outputs + the residual the body added last time". For that the split graph carries
+extra values, added here so that the compiled pieces produce them with everything else, and the eager guard
+reads one number and does no arithmetic:
 
-* the head also returns ``r = hidden_states_out(block 0) - hidden_states_in(block 0)`` and, given one more input
-  ``r_prev`` (the residual the guard compares with), the difference norm ``residual_diff(r, r_prev)``. The op is
-  traced into the head's compiled code: on CPU inductor fuses its arithmetic into the kernels that produce ``r``,
-  on GPU the compiled code launches its Triton kernel directly, with no Python dispatch in between;
+* the head takes the context's cached tensors as inputs: ``r_prev`` (block 0's residual at the last computed
+  call) and the tail residuals;
+* it returns ``r = hidden_states_out(block 0) - hidden_states_in(block 0)`` and the difference norm
+  ``residual_diff(r, r_prev)``. The op is traced into the head's compiled code: on CPU inductor fuses its
+  arithmetic into the kernels that produce ``r``, on GPU the compiled code launches its Triton kernel directly,
+  with no Python dispatch in between;
+* it also returns what a skipped call returns: the tail run on "block-0 output + cached tail residual" for each
+  value the body would hand the tail (``_speculate_skip``). A skipped call is then the head's one compiled call;
+  a computed call drops these values and runs body and tail;
 * the body also returns, for each value it hands to the tail, ``value - matching block-0 output`` (the tail
   residual a skipped call adds back).
 
@@ -48,20 +53,21 @@ class FirstBlockSplit:
     """The split graph and the positions the guard needs in it.
 
     ``graph`` calls ``submod_0`` (head), ``submod_1`` (body), ``submod_2`` (tail) and returns the original
-    outputs; it takes one input more than the dynamo graph, ``r_prev``, whose example value is ``previous``.
+    outputs. It takes ``len(cached)`` inputs more than the dynamo graph, which the guard fills from the cache:
+    ``r_prev``, then one tail residual per value the body hands on; ``cached`` holds their example values.
     ``residual_output`` and ``diff_output`` are the indices of ``r`` and of its difference norm against ``r_prev``
-    in the head's outputs. ``streams`` has one
-    ``(body output, body input, body residual output)`` triple per value the body hands on: a skipped call
-    returns ``inputs[body input] + cached[body residual output]`` at ``body output``.
+    in the head's outputs; ``tail_residual_outputs`` those of the tail residuals in the body's outputs.
+    ``skip_outputs`` are a skipped call's outputs, as positions in (graph inputs, head outputs).
     ``latent_inputs`` are the graph-input positions that block 0's hidden states derive from (the latents);
     ``instance_input`` is the position of a parameter, whose identity tells model instances apart.
     """
 
     graph: fx.GraphModule
-    previous: torch.Tensor
+    cached: list[torch.Tensor]
     residual_output: int
     diff_output: int
-    streams: list[tuple[int, int, int]]
+    skip_outputs: tuple[int, ...]
+    tail_residual_outputs: tuple[int, ...]
     latent_inputs: tuple[int, ...]
     instance_input: int | None
     piece_outputs: tuple[int, int, int]  # how many values head, body and tail return
@@ -140,6 +146,38 @@ def _latent_inputs(gm: fx.GraphModule, example_inputs, hidden_in: fx.Node) -> tu
     )
 
 
+def _cached_input(graph: fx.Graph, name: str, like: fx.Node) -> fx.Node:
+    """A new last graph input for a tensor the guard hands in from the cache, contiguous and shaped like ``like``."""
+    fake = _value(like)
+    with fake.fake_mode:
+        example = torch.empty(fake.shape, dtype=fake.dtype, device=fake.device)
+    with graph.inserting_after(list(graph.find_nodes(op="placeholder"))[-1]):
+        node = graph.placeholder(name)
+    node.meta["example_value"] = example
+    node._dynamo_source = None
+    return node
+
+
+def _speculate_skip(graph: fx.Graph, partition: dict[fx.Node, int], outputs: tuple, cached: dict[fx.Node, fx.Node],
+                    pairs: dict[fx.Node, fx.Node]) -> list[fx.Node]:
+    """Add to the head what a skipped call returns: the tail, run on ``block-0 output + cached tail residual`` in
+    place of each value the body hands on. Returns the nodes that stand for ``outputs`` in a skipped call.
+
+    The head computes this on every call, before the guard has decided, so that a skipped call is one compiled
+    call: the add fuses into the output layers' first kernel, and nothing is launched or allocated after the
+    decision. A computed call drops it; the output layers (a norm and a projection) cost a fraction of a block.
+    """
+    substitute: dict[fx.Node, fx.Node] = {}
+    with graph.inserting_before(graph.output_node()):
+        for out, residual in cached.items():
+            substitute[out] = graph.call_function(operator.add, (pairs[out], residual))
+            partition[substitute[out]] = HEAD
+        for node in [node for node in graph.nodes if partition.get(node) == TAIL]:
+            substitute[node] = graph.node_copy(node, lambda arg: substitute.get(arg, arg))
+            partition[substitute[node]] = HEAD
+    return [substitute.get(node, node) for node in outputs]
+
+
 def _copy(gm: fx.GraphModule, blocks: list[Block]) -> tuple[fx.GraphModule, list[Block]]:
     """A copy of ``gm`` to cut, with ``blocks`` in its nodes. The cut adds an input, and dynamo reads the inputs
     of the graph it passed after the backend returns, so that graph is left as it was."""
@@ -183,32 +221,29 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     latent_inputs = _latent_inputs(gm, example_inputs, hidden_in)
 
     # The extra values ride out of their pieces as extra graph outputs, so split_module exports them; so do the
-    # streams and their block-0 counterparts, whose positions in the pieces are read off the split graph's
-    # output. Then the graph's own outputs are put back.
+    # skipped call's outputs. Their positions in the pieces are read off the split graph's output, then the
+    # graph's own outputs are put back.
     graph = gm.graph
     output = graph.output_node()
     original_outputs = tuple(output.args[0])
     with graph.inserting_after(hidden_out):
         residual = graph.call_function(operator.sub, (hidden_out, hidden_in))
-    # r_prev is contiguous (the guard stores r contiguous, or passes zeros) and has r's symbolic shape.
-    fake = _value(hidden_out)
-    with fake.fake_mode:
-        previous_example = torch.empty(fake.shape, dtype=fake.dtype, device=fake.device)
-    with graph.inserting_after(list(graph.find_nodes(op="placeholder"))[-1]):
-        previous = graph.placeholder("fbc_previous_residual")
-    previous.meta["example_value"] = previous_example
-    previous._dynamo_source = None
     with graph.inserting_after(residual):
         detached = graph.call_method("detach", (residual,))  # the norm is for the guard, never for autograd
+    # The cached tensors the head takes: r_prev, and one tail residual per value the body hands on. Contiguous
+    # (the guard stores them so, or passes zeros), of the symbolic shapes of the values they stand for.
+    cached = [_cached_input(graph, "fbc_previous_residual", hidden_out)]
+    cached += [_cached_input(graph, f"fbc_tail_residual_{i}", out) for i, out in enumerate(handed_on)]
     with graph.inserting_after(detached):
-        diff = graph.call_function(torch.ops.fbc_compile.residual_diff.default, (detached, previous))
+        diff = graph.call_function(torch.ops.fbc_compile.residual_diff.default, (detached, cached[0]))
     partition.update({residual: HEAD, detached: HEAD, diff: HEAD})
     tail_residuals = []
     for out in handed_on:
         with graph.inserting_after(out):
             tail_residuals.append(graph.call_function(operator.sub, (out, pairs[out])))
         partition[tail_residuals[-1]] = BODY
-    extras = (residual, diff, *tail_residuals, *handed_on, *(pairs[out] for out in handed_on))
+    skip_outputs = _speculate_skip(graph, partition, original_outputs, dict(zip(handed_on, cached[1:])), pairs)
+    extras = (residual, diff, *skip_outputs, *tail_residuals)
     output.args = (original_outputs + extras,)
     gm.recompile()
 
@@ -219,12 +254,11 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     split_output = split_gm.graph.output_node()
     exported = list(split_output.args[0][len(original_outputs):])
     split_output.args = (tuple(split_output.args[0])[: len(original_outputs)],)
-    n = len(handed_on)
     residual_at, diff_at = exported[:2]
-    tail_residuals_at, handed_on_at, pairs_at = exported[2:2 + n], exported[2 + n:2 + 2 * n], exported[2 + 2 * n:]
-    body_call = next(node for node in split_gm.graph.find_nodes(op="call_module") if node.target == PIECE_NAMES[BODY])
-    streams = [(out.args[1], body_call.args.index(pair), res.args[1])
-               for out, pair, res in zip(handed_on_at, pairs_at, tail_residuals_at)]
+    skip_at, tail_residuals_at = exported[2:2 + len(skip_outputs)], exported[2 + len(skip_outputs):]
+    inputs = {node: i for i, node in enumerate(split_gm.graph.find_nodes(op="placeholder"))}
+    # A skipped call's outputs are head outputs, or graph inputs the model returns unchanged.
+    skip_positions = tuple(inputs[node] if node in inputs else len(inputs) + node.args[1] for node in skip_at)
     split_gm.graph.eliminate_dead_code()
     split_gm.recompile()
 
@@ -233,5 +267,6 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     piece_outputs = tuple(len(piece.graph.output_node().args[0]) for piece in pieces)
     instance_input = next((i for i, node in enumerate(gm.graph.find_nodes(op="placeholder")) if node in params),
                           None)
-    return FirstBlockSplit(split_gm, previous_example, residual_at.args[1], diff_at.args[1], streams, latent_inputs,
+    return FirstBlockSplit(split_gm, [_value(node) for node in cached], residual_at.args[1], diff_at.args[1],
+                           skip_positions, tuple(node.args[1] for node in tail_residuals_at), latent_inputs,
                            instance_input, piece_outputs, sizes)
