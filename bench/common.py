@@ -592,6 +592,7 @@ def environment(preset: Preset) -> dict:
         cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), device=preset.device,
         dtype=str(preset.dtype).removeprefix("torch."), date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         git_commit=_git_commit(),
+        dynamo_guards="recursive dict tags" if torch._dynamo.config.use_recursive_dict_tags_for_guards else "default",
     )
     try:
         import triton

@@ -20,6 +20,7 @@ def main(request: dict) -> dict:
     import torch
 
     torch.set_num_threads(request["threads"])
+    torch._dynamo.config.use_recursive_dict_tags_for_guards = request["dict_tag_guards"]
     import common
 
     preset = common.get_preset(request["preset"], [request["model"]], request.get("steps"))

@@ -28,7 +28,7 @@ def _table(header: list[str], rows: list[list]) -> str:
 def environment_line(env: dict) -> str:
     hw = env.get("gpu") or f"{env.get('cpu')} ({env.get('cpu_count')} cores, {env.get('torch_threads')} torch threads)"
     return (f"{hw}; torch {env.get('torch')}, diffusers {env.get('diffusers')}, triton {env.get('triton', 'n/a')}, "
-            f"Python {env.get('python')}, {env.get('dtype')}; commit {env.get('git_commit')}, {env.get('date')}")
+            f"Python {env.get('python')}, {env.get('dtype')}, {env.get('dynamo_guards', 'default')} guards; commit {env.get('git_commit')}, {env.get('date')}")
 
 
 def steps_markdown(result: dict) -> str:

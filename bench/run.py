@@ -43,6 +43,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                      "preset's)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for JSON and PNG files")
     parser.add_argument("--tag", help="suffix for the output files: <suite>-<preset>-<tag>.json")
+    parser.add_argument("--dict-tag-guards", action="store_true",
+                        help="evaluate dynamo's guards with torch._dynamo.config.use_recursive_dict_tags_for_guards "
+                             "(off by default in torch), for every variant: an nn.Module subtree whose dicts are "
+                             "unchanged since the last call is not re-checked")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -87,6 +91,7 @@ def main(argv=None) -> int:
         return 2
     threads = args.threads or (1 if args.preset != "gpu" else torch.get_num_threads())
     torch.set_num_threads(threads)
+    torch._dynamo.config.use_recursive_dict_tags_for_guards = args.dict_tag_guards
 
     import common
     import report

@@ -235,7 +235,8 @@ def compile_suite(preset: Preset, progress: Callable, threads: int) -> dict:
 
 
 def _run_worker(preset: Preset, case: Case, variant: str, cache_dir: str, threads: int) -> dict:
-    request = dict(preset=preset.name, model=case.name, variant=variant, threads=threads, steps=case.steps)
+    request = dict(preset=preset.name, model=case.name, variant=variant, threads=threads, steps=case.steps,
+                   dict_tag_guards=torch._dynamo.config.use_recursive_dict_tags_for_guards)
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache_dir, TRITON_CACHE_DIR=os.path.join(cache_dir, "triton"))
     proc = subprocess.run([sys.executable, os.path.join(HERE, "compile_worker.py"), json.dumps(request)],
                           capture_output=True, text=True, env=env, cwd=os.path.dirname(HERE))
