@@ -166,6 +166,40 @@ def test_unsplittable_graph_compiles_plainly_with_one_warning(blocks, reason, fr
     assert compilation_counter["fallbacks"] == 1 and compilation_counter["pieces"] == 1
 
 
+def _add_one(out):
+    out += 1
+
+
+def _double(out):
+    out.mul_(2)
+
+
+def _zero_first_column(out):
+    out[:, 0] = 0
+
+
+@pytest.mark.parametrize("mutate", [_add_one, _double, _zero_first_column])
+def test_output_layers_that_write_in_place_compile_plainly_with_one_warning(mutate, fresh_dynamo):
+    """The head runs a copy of the output layers ahead of the decision, which a tail that writes into a tensor
+    could make wrong: such a graph is refused with its reason and compiled plainly."""
+
+    class InPlaceTail(MLP):
+        def forward(self, x):
+            out = super().forward(x)
+            mutate(out)
+            return out
+
+    model = InPlaceTail(3).eval()
+    x = torch.randn(4, 8)
+    with pytest.warns(UserWarning) as warned, torch.no_grad():
+        out = torch.compile(model, backend=fbc_backend(compiler="eager"), fullgraph=True)(x)
+    messages = [str(w.message) for w in warned if "fbc_compile" in str(w.message)]
+    assert len(messages) == 1 and "modify tensors in place" in messages[0], messages
+    with torch.no_grad():
+        torch.testing.assert_close(out, model(x))
+    assert compilation_counter["fallbacks"] == 1
+
+
 def test_two_blocks_of_a_plain_model_split(fresh_dynamo):
     """Generic detection: any module with a list of repeated blocks, not a list of diffusers model names."""
     model = MLP(3).eval()

@@ -99,6 +99,24 @@ def _only(candidates: list[fx.Node], what: str) -> fx.Node:
     return candidates[0]
 
 
+_IN_PLACE_OPERATORS = frozenset((operator.setitem, operator.iadd, operator.isub, operator.imul, operator.itruediv,
+                                  operator.ifloordiv, operator.imod, operator.ipow, operator.imatmul, operator.iand,
+                                  operator.ior, operator.ixor, operator.ilshift, operator.irshift))
+
+
+def _mutates_in_place(node: fx.Node) -> bool:
+    """Whether ``node`` may write into one of its inputs (``x.add_()``, ``x[i] = y``, ``F.relu(x, inplace=True)``)."""
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.startswith("_")
+    if node.op != "call_function":
+        return False
+    if node.target in _IN_PLACE_OPERATORS or node.kwargs.get("inplace"):
+        return True
+    if isinstance(node.target, torch._ops.OpOverload):
+        return node.target._schema.is_mutable
+    return getattr(node.target, "__name__", "").endswith("_")
+
+
 def _assign_partitions(gm: fx.GraphModule, blocks: list[Block]) -> dict[fx.Node, int]:
     """Head up to the end of block 0, body up to the end of the last block, tail after it.
 
@@ -205,6 +223,12 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
         raise NoBlockSequence("the blocks after block 0 produce nothing the output layers use")
     if not any(part == TAIL for part in partition.values()):
         raise NoBlockSequence("nothing runs after the last block")
+    # The head runs a copy of the tail before the body (``_speculate_skip``): a tail that writes into a tensor
+    # could change a value the body reads.
+    mutating = [node.name for node, part in partition.items() if part == TAIL and _mutates_in_place(node)]
+    if mutating:
+        raise NoBlockSequence(f"the output layers modify tensors in place ({', '.join(mutating)}), so a skipped "
+                              f"call's outputs cannot be computed ahead of the decision")
     pairs = {out: _only([c for c in carried if _same_layout(c, out)], f"which block-0 output {out.name} continues")
              for out in handed_on}
 
