@@ -131,7 +131,8 @@ class FBCBackend:
         compilation_counter["graphs"] += 1
         try:
             blocks = locate_blocks(gm)
-            split = split_at_first_block(gm, example_inputs, blocks)
+            # Dynamo traces and guards grad mode per graph, and a graph traced with grad enabled never skips.
+            split = split_at_first_block(gm, example_inputs, blocks, speculate=not torch.is_grad_enabled())
         except NoBlockSequence as reason:
             compilation_counter["fallbacks"] += 1
             warnings.warn(f"fbc_compile: {reason}; compiling the graph without First Block Cache", stacklevel=2)

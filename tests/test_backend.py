@@ -248,6 +248,33 @@ def test_a_skipped_call_is_the_head_piece_alone(fresh_dynamo):
     torch.testing.assert_close(outputs[1].double(), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_the_head_computes_the_skip_only_in_a_graph_that_can_skip(grad, fresh_dynamo):
+    """An inference graph's head also runs the output projection (the skip's outputs); a graph traced with grad
+    enabled never skips, so its head does not, and it still computes what eager autograd computes."""
+    torch.manual_seed(0)
+    model = MLP(3)
+    pieces = []
+
+    def record(gm, example_inputs):
+        pieces.append(gm)
+        return gm.forward
+
+    compiled = torch.compile(model, backend=fbc_backend(10.0, compiler=record), fullgraph=True)
+    x = torch.randn(4, 8)
+    with torch.set_grad_enabled(grad):
+        out = compiled(x)
+    linears = [len(piece.graph.find_nodes(op="call_function", target=torch._C._nn.linear)) for piece in pieces]
+    assert linears == ([2, 2, 1] if grad else [3, 2, 1]), "head: proj_in, block 0 (and proj_out); body; tail"
+    torch.testing.assert_close(out, model(x))
+    if grad:
+        out.sum().backward()
+        compiled_grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        model(x).sum().backward()
+        torch.testing.assert_close(compiled_grads, [p.grad for p in model.parameters()])
+
+
 def test_head_piece_computes_the_difference_norm(fresh_dynamo):
     """The guard's norm is traced into the head piece (the guard only reads it), and equals the float64 value
     of ``mean|r - r_prev| / mean|r_prev|`` over block 0's residuals."""

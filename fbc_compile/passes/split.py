@@ -13,7 +13,8 @@ reads one number and does no arithmetic:
   with no Python dispatch in between;
 * it also returns what a skipped call returns: the tail run on "block-0 output + cached tail residual" for each
   value the body would hand the tail (``_speculate_skip``). A skipped call is then the head's one compiled call;
-  a computed call drops these values and runs body and tail;
+  a computed call drops these values and runs body and tail. (Not in a graph traced with grad enabled, which
+  never skips);
 * the body also returns, for each value it hands to the tail, ``value - matching block-0 output`` (the tail
   residual a skipped call adds back).
 
@@ -207,8 +208,13 @@ def _copy(gm: fx.GraphModule, blocks: list[Block]) -> tuple[fx.GraphModule, list
     return fx.GraphModule(gm, graph), [dataclasses.replace(b, nodes=[copies[n] for n in b.nodes]) for b in blocks]
 
 
-def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[Block]) -> FirstBlockSplit:
-    """Split a copy of ``original`` at the end of block 0 and at the end of the last block."""
+def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[Block],
+                         speculate: bool = True) -> FirstBlockSplit:
+    """Split a copy of ``original`` at the end of block 0 and at the end of the last block.
+
+    ``speculate=False`` leaves out a skipped call's outputs (and the tail residual inputs they need), for a graph
+    that never skips: one traced with grad enabled.
+    """
     gm, blocks = _copy(original, blocks)
     partition = _assign_partitions(gm, blocks)
     block0 = set(blocks[0].nodes)
@@ -226,7 +232,7 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     # The head runs a copy of the tail before the body (``_speculate_skip``): a tail that writes into a tensor
     # could change a value the body reads.
     mutating = [node.name for node, part in partition.items() if part == TAIL and _mutates_in_place(node)]
-    if mutating:
+    if speculate and mutating:
         raise NoBlockSequence(f"the output layers modify tensors in place ({', '.join(mutating)}), so a skipped "
                               f"call's outputs cannot be computed ahead of the decision")
     pairs = {out: _only([c for c in carried if _same_layout(c, out)], f"which block-0 output {out.name} continues")
@@ -257,7 +263,8 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     # The cached tensors the head takes: r_prev, and one tail residual per value the body hands on. Contiguous
     # (the guard stores them so, or passes zeros), of the symbolic shapes of the values they stand for.
     cached = [_cached_input(graph, "fbc_previous_residual", hidden_out)]
-    cached += [_cached_input(graph, f"fbc_tail_residual_{i}", out) for i, out in enumerate(handed_on)]
+    if speculate:
+        cached += [_cached_input(graph, f"fbc_tail_residual_{i}", out) for i, out in enumerate(handed_on)]
     with graph.inserting_after(detached):
         diff = graph.call_function(torch.ops.fbc_compile.residual_diff.default, (detached, cached[0]))
     partition.update({residual: HEAD, detached: HEAD, diff: HEAD})
@@ -266,7 +273,8 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
         with graph.inserting_after(out):
             tail_residuals.append(graph.call_function(operator.sub, (out, pairs[out])))
         partition[tail_residuals[-1]] = BODY
-    skip_outputs = _speculate_skip(graph, partition, original_outputs, dict(zip(handed_on, cached[1:])), pairs)
+    skip_outputs = (_speculate_skip(graph, partition, original_outputs, dict(zip(handed_on, cached[1:])), pairs)
+                    if speculate else [])
     extras = (residual, diff, *skip_outputs, *tail_residuals)
     output.args = (original_outputs + extras,)
     gm.recompile()
