@@ -13,8 +13,8 @@ reads one number and does no arithmetic:
   with no Python dispatch in between;
 * it also returns what a skipped call returns: the tail run on "block-0 output + cached tail residual" for each
   value the body would hand the tail (``_speculate_skip``). A skipped call is then the head's one compiled call;
-  a computed call drops these values and runs body and tail. (Not in a graph traced with grad enabled, which
-  never skips);
+  a computed call drops these values and runs body and tail. A graph traced with grad enabled never skips and
+  leaves this out;
 * the body also returns, for each value it hands to the tail, ``value - matching block-0 output`` (the tail
   residual a skipped call adds back).
 
@@ -198,8 +198,8 @@ def _speculate_skip(graph: fx.Graph, partition: dict[fx.Node, int], outputs: tup
 
 
 def _copy(gm: fx.GraphModule, blocks: list[Block]) -> tuple[fx.GraphModule, list[Block]]:
-    """A copy of ``gm`` to cut, with ``blocks`` in its nodes. The cut adds an input, and dynamo reads the inputs
-    of the graph it passed after the backend returns, so that graph is left as it was."""
+    """A copy of ``gm`` to cut, with ``blocks`` in its nodes. The cut adds inputs, and dynamo reads the inputs of
+    the graph it passed after the backend returns, so that graph is left as it was."""
     copies: dict[fx.Node, fx.Node] = {}
     graph = fx.Graph()
     graph.output(graph.graph_copy(gm.graph, copies))
