@@ -55,10 +55,12 @@ class FirstBlockSplit:
 
     ``graph`` calls ``submod_0`` (head), ``submod_1`` (body), ``submod_2`` (tail) and returns the original
     outputs. It takes ``len(cached)`` inputs more than the dynamo graph, which the guard fills from the cache:
-    ``r_prev``, then one tail residual per value the body hands on; ``cached`` holds their example values.
+    ``r_prev``, then (where it speculates) one tail residual per value the body hands on; ``cached`` holds their
+    example values.
     ``residual_output`` and ``diff_output`` are the indices of ``r`` and of its difference norm against ``r_prev``
     in the head's outputs; ``tail_residual_outputs`` those of the tail residuals in the body's outputs.
-    ``skip_outputs`` are a skipped call's outputs, as positions in (graph inputs, head outputs).
+    ``skip_outputs`` are a skipped call's outputs, as positions in (graph inputs, head outputs); empty where it
+    does not speculate.
     ``latent_inputs`` are the graph-input positions that block 0's hidden states derive from (the latents);
     ``instance_input`` is the position of a parameter, whose identity tells model instances apart.
     """
