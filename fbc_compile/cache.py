@@ -70,7 +70,7 @@ class CachedShapes:
     """
 
     def __init__(self, examples: Sequence[torch.Tensor], inputs: Sequence) -> None:
-        self._dtypes = [(t.dtype, t.device) for t in examples]
+        self._dtype_devices = [(t.dtype, t.device) for t in examples]
         symbolic = any(isinstance(s, torch.SymInt) for t in examples for s in t.shape)
         self._static = None if symbolic else tuple(t.shape for t in examples)
         if symbolic:
@@ -97,7 +97,7 @@ class CachedShapes:
 
     def zeros(self, shapes: tuple[torch.Size, ...]) -> tuple[torch.Tensor, ...]:
         return tuple(torch.zeros(shape, dtype=dtype, device=device)
-                     for shape, (dtype, device) in zip(shapes, self._dtypes))
+                     for shape, (dtype, device) in zip(shapes, self._dtype_devices))
 
 
 class ModelState:
