@@ -28,7 +28,7 @@ from torch._dynamo.backends.distributed import SubmodCompiler
 from torch._dynamo.utils import detect_fake_mode
 
 from . import diffusers_context
-from .cache import CachedGraph, ContextStats, FirstBlockCache, CachedShapes
+from .cache import CachedGraph, CachedShapes, ContextStats, FirstBlockCache
 from .passes.locate import NoBlockSequence, locate_blocks
 from .passes.split import split_at_first_block
 

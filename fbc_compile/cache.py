@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .passes.split import BODY, FirstBlockSplit
+from .passes.split import FirstBlockSplit
 
 log = logging.getLogger("fbc_compile")
 
