@@ -261,7 +261,9 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     with graph.inserting_after(hidden_out):
         residual = graph.call_function(operator.sub, (hidden_out, hidden_in))
     with graph.inserting_after(residual):
-        detached = graph.call_method("detach", (residual,))  # the norm is for the guard, never for autograd
+        # The norm is for the guard, never for autograd. An aten op rather than ``.detach()``: AOTAutograd's cache
+        # refuses a method call on a node without an example value.
+        detached = graph.call_function(torch.ops.aten.detach.default, (residual,))
     # The cached tensors the head takes: r_prev, and one tail residual per value the body hands on. Contiguous
     # (the guard stores them so, or passes zeros), of the symbolic shapes of the values they stand for.
     cached = [_cached_input(graph, "fbc_previous_residual", hidden_out)]
