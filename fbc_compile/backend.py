@@ -5,15 +5,15 @@ Data path, once per dynamo graph (one per input shape):
     graph in -> locate_blocks -> split_at_first_block -> pieces compiled -> CachedGraph runs each call
                                                                               (FirstBlockCache decides)
 
-The pieces are compiled the way DDPOptimizer compiles the buckets of one dynamo graph (``SubmodCompiler`` from
-``torch/_dynamo/backends/distributed.py``): it runs the split graph on fake tensors, compiles each piece with
-the inner compiler, and feeds each piece's fake outputs, with the strides inductor will really produce, to the
-next. Dynamo still sees one graph and one compiled callable, so nothing recompiles when the cache decides
-differently from one call to the next: the decision is made in eager code between the pieces.
+Each piece is compiled with the inner compiler on the fake values dynamo traced for its inputs (``_compile_pieces``
+says why those and not a fake run of the compiled pieces, as DDPOptimizer's ``SubmodCompiler`` does). Dynamo
+still sees one graph and one compiled callable, so nothing recompiles when the cache decides differently from one
+call to the next: the decision is made in eager code between the pieces.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import numbers
@@ -24,13 +24,13 @@ from typing import Any, Callable
 
 import torch
 import torch.fx as fx
-from torch._dynamo.backends.distributed import SubmodCompiler
-from torch._dynamo.utils import detect_fake_mode
+from torch._dynamo.backends.distributed import DDPOptimizerContext
+from torch._dynamo.utils import counters, detect_fake_mode, to_fake_tensor
 
 from . import diffusers_context
 from .cache import CachedGraph, CachedShapes, ContextStats, FirstBlockCache
 from .passes.locate import NoBlockSequence, locate_blocks
-from .passes.split import split_at_first_block
+from .passes.split import FirstBlockSplit, split_at_first_block
 
 log = logging.getLogger("fbc_compile")
 
@@ -74,6 +74,9 @@ def _inductor_options(mode: str | None, options: dict) -> dict:
             raise ValueError(f"unknown option {key!r}: fbc options are {allowed}; any other key must be an "
                              f"inductor config option (see torch._inductor.list_options())")
         patches[key] = value
+    if not patches.get("keep_output_stride", True):
+        raise ValueError("option keep_output_stride must be True with fbc: each piece is compiled for the strides "
+                         "eager gives the previous piece's outputs")
     if patches.pop("triton.cudagraphs", False):
         warnings.warn("fbc_compile: CUDA graphs are not captured per piece yet; compiling without them",
                       stacklevel=3)
@@ -145,9 +148,9 @@ class FBCBackend:
                                 CachedShapes(split.cached, input_values))
         diffusers_context.attach(diffusers_context.compiled_module(gm), cache)
         self._caches.add(cache)
-        graph = self._compile_pieces(split.graph, [*example_inputs, *split.cached])
+        pieces = self._compile_pieces(split, [*example_inputs, *split.cached])
         compilation_counter["split_graphs"] += 1
-        return CachedGraph(graph, cache, split)
+        return CachedGraph(split, pieces, cache)
 
     def _compile_piece(self, gm: fx.GraphModule, example_inputs: list) -> Callable:
         compilation_counter["pieces"] += 1
@@ -159,13 +162,43 @@ class FBCBackend:
 
         return compile_fx(gm, example_inputs, config_patches=self._inductor_patches)
 
-    def _compile_pieces(self, split_gm: fx.GraphModule, example_inputs: list) -> fx.GraphModule:
+    def _compile_pieces(self, split: FirstBlockSplit, example_inputs: list) -> list[Callable]:
+        """Compile head, body and tail in order, each on the fake values dynamo traced for its inputs.
+
+        DDPOptimizer's ``SubmodCompiler`` instead runs each compiled piece on fake tensors to learn the strides
+        of what it hands the next one (``fakify_first_call``), and AOTAutograd refuses its cache for such a
+        compile: every warm start would trace all three pieces again. Inductor gives a graph's outputs the
+        strides eager gives them (``keep_output_stride``, required in ``_inductor_options``), which are the strides
+        of the values dynamo traced, so those are the next piece's inputs as it will receive them.
+
+        A graph traced with grad enabled compiles each piece's backward lazily, at its first backward call, from
+        metadata AOTAutograd keeps on the tracing context, which three forward compiles in one context overwrite.
+        For those graphs the pieces' metadata is kept per piece, the way DDPOptimizer does (see Note
+        [DDPOptimizer and fw_metadata] in torch), and AOTAutograd's cache stays off, since a piece loaded from it
+        would compile no backward and leave the per-piece list out of step.
+        """
         fake_mode = detect_fake_mode(example_inputs) or torch._subclasses.fake_tensor.FakeTensorMode()
-        compiler = SubmodCompiler(split_gm, self._compile_piece, fake_mode)
-        with torch._dynamo.utils._disable_saved_tensors_hooks_during_tracing():
-            compiler.run(*example_inputs)
-        split_gm.recompile()
-        return split_gm
+        graph = split.graph
+        values = {node: to_fake_tensor(value, fake_mode) if isinstance(value, torch.Tensor) else value
+                  for node, value in zip(graph.graph.find_nodes(op="placeholder"), example_inputs)}
+        context = torch._guards.TracingContext.try_get()
+        training = torch.is_grad_enabled() and context is not None
+        if training:
+            context.ddp_optimizer_ctx = DDPOptimizerContext()
+        pieces = []
+        for call in graph.graph.find_nodes(op="call_module"):  # head, body, tail, in graph order
+            piece = getattr(graph, call.target)
+            aot_calls = counters["aot_autograd"]["total"]
+            cache = torch._functorch.config.patch(enable_autograd_cache=False) if training else contextlib.nullcontext()
+            with cache, torch._dynamo.utils._disable_saved_tensors_hooks_during_tracing():
+                pieces.append(self._compile_piece(piece, [values[arg] for arg in call.args]))
+            if training and counters["aot_autograd"]["total"] != aot_calls:
+                context.ddp_optimizer_ctx.curr_bucket += 1
+                context.ddp_optimizer_ctx.metadata_per_bucket.append(context.fw_metadata)
+            outputs = piece.graph.output_node().args[0]
+            for user in call.users:  # operator.getitem(call, k)
+                values[user] = outputs[user.args[1]].meta["example_value"]
+        return pieces
 
 
 def fbc_backend(threshold: float = 0.05, *, compiler: str | Callable = "inductor", mode: str | None = None,

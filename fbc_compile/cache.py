@@ -228,13 +228,13 @@ class CachedGraph:
     tail residuals), so a skipped call is the head's one compiled call.
     """
 
-    def __init__(self, graph: torch.fx.GraphModule, cache: FirstBlockCache, split: FirstBlockSplit) -> None:
+    def __init__(self, split: FirstBlockSplit, pieces: Sequence[Callable], cache: FirstBlockCache) -> None:
+        graph = split.graph
         position = {node: i for i, node in enumerate(graph.graph.find_nodes(op="placeholder"))}
         offset = len(position)
         calls = graph.graph.find_nodes(op="call_module")  # head, body, tail, in graph order
-        pieces, gathers = [], []
+        gathers = []
         for call, width in zip(calls, split.piece_outputs):
-            pieces.append(getattr(graph, call.target).submod)  # the compiled callable inside SubmodCompiler's wrapper
             gathers.append(_gather(position[arg] for arg in call.args))
             for user in call.users:  # operator.getitem(call, k)
                 position[user] = offset + user.args[1]

@@ -334,6 +334,43 @@ def test_inductor_head_computes_the_norm_and_the_guard_decides_on_it(device, fre
     assert compilation_counter["split_graphs"] == 1 and compilation_counter["pieces"] == 3
 
 
+def test_a_warm_start_loads_every_piece_from_the_autograd_cache(fresh_dynamo):
+    """A new process (here: dynamo reset) compiling the same model finds all three pieces in AOTAutograd's cache
+    instead of tracing them again, as plain torch.compile finds its one graph."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    model = MLP(3).eval()
+    x = torch.randn(4, 8)
+    with torch._inductor.utils.fresh_cache(), torch.no_grad():
+        expected = torch.compile(model, backend=fbc_backend(0.0), fullgraph=True)(x)
+        assert counters["aot_autograd"]["autograd_cache_miss"] == 3
+        torch._dynamo.reset()
+        counters.clear()
+        out = torch.compile(model, backend=fbc_backend(0.0), fullgraph=True)(x)
+    assert counters["aot_autograd"]["autograd_cache_hit"] == 3
+    assert counters["aot_autograd"]["autograd_cache_miss"] == 0
+    assert counters["aot_autograd"]["autograd_cache_bypass"] == 0
+    torch.testing.assert_close(out, expected)
+
+
+def test_inductor_pieces_train_like_eager(fresh_dynamo):
+    """With grad enabled each piece's backward is compiled by inductor at the first backward call, from that
+    piece's own forward metadata: the gradients are eager's."""
+    torch.manual_seed(0)
+    model = MLP(3)
+    x = torch.randn(4, 8)
+    compiled = torch.compile(model, backend=fbc_backend(10.0), fullgraph=True)
+    for _ in range(2):  # the first backward compiles, the second reuses
+        model.zero_grad()
+        compiled(x).square().sum().backward()
+    compiled_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model(x).square().sum().backward()
+    torch.testing.assert_close(compiled_grads, [p.grad for p in model.parameters()])
+    assert compilation_counter["pieces"] == 3
+
+
 def test_grad_mode_never_skips(wan, fresh_dynamo):
     spec, model = wan
     backend = fbc_backend(10.0, compiler="eager")  # a threshold every diff meets
