@@ -117,6 +117,7 @@ def test_mode_is_accepted_and_cuda_graphs_declined_with_a_warning(wan, fresh_dyn
     ({"compiler": "tvm"}, ValueError, ["compiler", "'inductor'", "'eager'"]),
     ({"options": {"treshold": 0.1}}, ValueError, ["'treshold'", "threshold", "compiler"]),
     ({"mode": 3}, TypeError, ["mode"]),
+    ({"options": {"keep_output_stride": False}}, ValueError, ["keep_output_stride", "True"]),
 ])
 def test_bad_arguments_name_the_parameter(kwargs, error, words):
     with pytest.raises(error) as info:
