@@ -81,6 +81,16 @@ def _value(node: fx.Node):
     return node.meta.get("example_value", node.meta.get("val"))
 
 
+def _call(graph: fx.Graph, target, *args: fx.Node) -> fx.Node:
+    """A new ``target(*args)`` node carrying its example value, as dynamo's nodes do: AOTAutograd's cache refuses
+    a piece in which an op is applied to a node without one (it cannot tell it is a tensor)."""
+    node = graph.call_function(target, args)
+    values = [_value(arg) for arg in args]
+    with values[0].fake_mode:
+        node.meta["example_value"] = target(*values)
+    return node
+
+
 def _same_layout(a: fx.Node, b: fx.Node) -> bool:
     va, vb = _value(a), _value(b)
     if not (isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor)):
@@ -191,7 +201,7 @@ def _speculate_skip(graph: fx.Graph, partition: dict[fx.Node, int], outputs: tup
     substitute: dict[fx.Node, fx.Node] = {}
     with graph.inserting_before(graph.output_node()):
         for out, residual in cached.items():
-            substitute[out] = graph.call_function(operator.add, (pairs[out], residual))
+            substitute[out] = _call(graph, operator.add, pairs[out], residual)
             partition[substitute[out]] = HEAD
         for node in [node for node in graph.nodes if partition.get(node) == TAIL]:
             substitute[node] = graph.node_copy(node, lambda arg: substitute.get(arg, arg))
@@ -259,23 +269,21 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     output = graph.output_node()
     original_outputs = tuple(output.args[0])
     with graph.inserting_after(hidden_out):
-        residual = graph.call_function(operator.sub, (hidden_out, hidden_in))
+        residual = _call(graph, operator.sub, hidden_out, hidden_in)
     with graph.inserting_after(residual):
-        # The norm is for the guard, never for autograd. An aten op rather than ``.detach()``: AOTAutograd's cache
-        # refuses a method call on a node without an example value.
-        detached = graph.call_function(torch.ops.aten.detach.default, (residual,))
+        detached = _call(graph, torch.ops.aten.detach.default, residual)  # the norm is for the guard, not autograd
     # The cached tensors the head takes: r_prev, and one tail residual per value the body hands on. Contiguous
     # (the guard stores them so, or passes zeros), of the symbolic shapes of the values they stand for.
     cached = [_cached_input(graph, "fbc_previous_residual", hidden_out)]
     if speculate:
         cached += [_cached_input(graph, f"fbc_tail_residual_{i}", out) for i, out in enumerate(handed_on)]
     with graph.inserting_after(detached):
-        diff = graph.call_function(torch.ops.fbc_compile.residual_diff.default, (detached, cached[0]))
+        diff = _call(graph, torch.ops.fbc_compile.residual_diff.default, detached, cached[0])
     partition.update({residual: HEAD, detached: HEAD, diff: HEAD})
     tail_residuals = []
     for out in handed_on:
         with graph.inserting_after(out):
-            tail_residuals.append(graph.call_function(operator.sub, (out, pairs[out])))
+            tail_residuals.append(_call(graph, operator.sub, out, pairs[out]))
         partition[tail_residuals[-1]] = BODY
     skip_outputs = (_speculate_skip(graph, partition, original_outputs, dict(zip(handed_on, cached[1:])), pairs)
                     if speculate else [])
