@@ -128,6 +128,12 @@ def _pyplot():
     return plt
 
 
+def _variant_ticks(ax, names) -> None:
+    """The variants' names under their bars, slanted so that the long peer names do not run into each other."""
+    ax.set_xticks(range(len(names)), [LABELS[n].replace(" + ", "\n+ ") for n in names], fontsize=7, rotation=20,
+                  ha="right", rotation_mode="anchor")
+
+
 def plot_steps(result: dict, path: str, title: str) -> None:
     plt = _pyplot()
     models = list(result["models"])
@@ -140,7 +146,7 @@ def plot_steps(result: dict, path: str, title: str) -> None:
         ax.bar([x - 0.2 for x in xs], [v[n]["computed_ms"] / plain for n in names], 0.4, label="computed step")
         ax.bar([x + 0.2 for x in xs], [(v[n]["skipped_ms"] or 0) / plain for n in names], 0.4, label="skipped step")
         ax.axhline(v["floor"]["computed_ms"] / plain, color="k", ls="--", lw=1, label="floor")
-        ax.set_xticks(list(xs), [LABELS[n].replace(" + ", "\n+ ") for n in names], fontsize=7)
+        _variant_ticks(ax, names)
         ax.set_title(f"{model} (plain step {plain:.3g} ms)", fontsize=9)
         ax.set_ylabel("latency / plain torch.compile step")
         ax.set_yscale("log")
@@ -163,7 +169,7 @@ def plot_compile(result: dict, path: str, title: str) -> None:
         for x, n in zip(xs, VARIANTS):
             ax.annotate(f"{v[n]['dynamo_graphs']} graphs", (x, v[n]["cold_compile_s"]), ha="center", fontsize=6,
                         va="bottom")
-        ax.set_xticks(list(xs), [LABELS[n].replace(" + ", "\n+ ") for n in VARIANTS], fontsize=7)
+        _variant_ticks(ax, VARIANTS)
         ax.set_title(model, fontsize=9)
         ax.set_ylabel("dynamo compile time over one generation, s")
     axes[0][0].legend(fontsize=7)
