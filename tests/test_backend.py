@@ -20,15 +20,19 @@ from fbc_compile.passes.locate import locate_blocks, module_path
 from fbc_compile.reference import record_hook_decisions
 
 
-def traced_graph(model, inputs):
-    graphs = []
-
-    def capture(gm, example_inputs):
+def recorder(graphs: list):
+    """A compiler that keeps each graph it is given in ``graphs`` and runs it as it is."""
+    def record(gm, example_inputs):
         graphs.append(gm)
         return gm.forward
 
+    return record
+
+
+def traced_graph(model, inputs):
+    graphs = []
     with torch.no_grad():
-        torch.compile(model, backend=capture, fullgraph=True)(**inputs)
+        torch.compile(model, backend=recorder(graphs), fullgraph=True)(**inputs)
     return graphs[0]
 
 
@@ -91,14 +95,10 @@ def test_every_piece_is_cacheable_by_aot_autograd(name, fresh_dynamo):
 
     spec = zoo.MODELS[name]
     pieces = []
-
-    def record(gm, example_inputs):
-        pieces.append(gm)
-        return gm.forward
-
+    backend = fbc_backend(0.1, compiler=recorder(pieces))
     for grad in (False, True):
         with torch.set_grad_enabled(grad):
-            torch.compile(spec.build(), backend=fbc_backend(0.1, compiler=record), fullgraph=True)(**inputs_of(spec))
+            torch.compile(spec.build(), backend=backend, fullgraph=True)(**inputs_of(spec))
     assert len(pieces) == 6
     for piece in pieces:
         check_cacheable(piece)
@@ -278,12 +278,7 @@ def test_the_head_computes_the_skip_only_in_a_graph_that_can_skip(grad, fresh_dy
     torch.manual_seed(0)
     model = MLP(3)
     pieces = []
-
-    def record(gm, example_inputs):
-        pieces.append(gm)
-        return gm.forward
-
-    compiled = torch.compile(model, backend=fbc_backend(10.0, compiler=record), fullgraph=True)
+    compiled = torch.compile(model, backend=fbc_backend(10.0, compiler=recorder(pieces)), fullgraph=True)
     x = torch.randn(4, 8)
     with torch.set_grad_enabled(grad):
         out = compiled(x)
@@ -304,12 +299,7 @@ def test_head_piece_computes_the_difference_norm(fresh_dynamo):
     torch.manual_seed(0)
     model = MLP(3).eval()
     pieces = []
-
-    def record(gm, example_inputs):
-        pieces.append(gm)
-        return gm.forward
-
-    backend = fbc_backend(0.0, compiler=record)
+    backend = fbc_backend(0.0, compiler=recorder(pieces))
     compiled = torch.compile(model, backend=backend, fullgraph=True)
     xs = [torch.randn(4, 8, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     with torch.no_grad():
