@@ -5,8 +5,9 @@ Data path, once per dynamo graph (one per input shape):
     graph in -> locate_blocks -> split_at_first_block -> pieces compiled -> CachedGraph runs each call
                                                                               (FirstBlockCache decides)
 
-Each piece is compiled with the inner compiler on the fake values dynamo traced for its inputs (``_compile_pieces``
-says why those and not a fake run of the compiled pieces, as DDPOptimizer's ``SubmodCompiler`` does). Dynamo
+Each piece (head, each block of the body, tail) is compiled with the inner compiler on the fake values dynamo
+traced for its inputs (``_compile_in_order`` says why those and not a fake run of the compiled pieces, as
+DDPOptimizer's ``SubmodCompiler`` does). Dynamo
 still sees one graph and one compiled callable, so nothing recompiles when the cache decides differently from one
 call to the next: the decision is made in eager code between the pieces.
 """
@@ -30,7 +31,7 @@ from torch._dynamo.utils import counters, detect_fake_mode, to_fake_tensor
 from . import diffusers_context
 from .cache import CachedGraph, CachedShapes, ContextStats, FirstBlockCache
 from .passes.locate import NoBlockSequence, locate_blocks
-from .passes.split import FirstBlockSplit, split_at_first_block
+from .passes.split import FirstBlockSplit, split_at_first_block, split_into_blocks
 
 log = logging.getLogger("fbc_compile")
 
@@ -163,42 +164,65 @@ class FBCBackend:
         return compile_fx(gm, example_inputs, config_patches=self._inductor_patches)
 
     def _compile_pieces(self, split: FirstBlockSplit, example_inputs: list) -> list[Callable]:
-        """Compile head, body and tail in order, each on the fake values dynamo traced for its inputs.
-
-        DDPOptimizer's ``SubmodCompiler`` instead runs each compiled piece on fake tensors to learn the strides
-        of what it hands the next one (``fakify_first_call``), and AOTAutograd refuses its cache for such a
-        compile: every warm start would trace all three pieces again. Inductor gives a graph's outputs the
-        strides eager gives them (``keep_output_stride``, required in ``_inductor_options``), which are the strides
-        of the values dynamo traced, so those are the next piece's inputs as it will receive them.
+        """Compile head, body and tail; the body one block at a time (``split_into_blocks`` says why).
 
         A graph traced with grad enabled compiles each piece's backward lazily, at its first backward call, from
-        metadata AOTAutograd keeps on the tracing context, which three forward compiles in one context overwrite.
-        For those graphs the pieces' metadata is kept per piece, the way DDPOptimizer does (see Note
-        [DDPOptimizer and fw_metadata] in torch), and AOTAutograd's cache stays off, since a piece loaded from it
-        would compile no backward and leave the per-piece list out of step.
+        metadata AOTAutograd keeps on the tracing context, which several forward compiles in one context
+        overwrite. For those graphs each piece's metadata is kept, in compile order, the way DDPOptimizer keeps its
+        buckets' (see Note [DDPOptimizer and fw_metadata] in torch), and AOTAutograd's cache stays off, since a
+        piece loaded from it would compile no backward and leave that list out of step.
         """
-        fake_mode = detect_fake_mode(example_inputs) or torch._subclasses.fake_tensor.FakeTensorMode()
-        graph = split.graph
-        values = {node: to_fake_tensor(value, fake_mode) if isinstance(value, torch.Tensor) else value
-                  for node, value in zip(graph.graph.find_nodes(op="placeholder"), example_inputs)}
         context = torch._guards.TracingContext.try_get()
         training = torch.is_grad_enabled() and context is not None
         if training:
             context.ddp_optimizer_ctx = DDPOptimizerContext()
-        pieces = []
-        for call in graph.graph.find_nodes(op="call_module"):  # head, body, tail, in graph order
-            piece = getattr(graph, call.target)
+
+        def compile_piece(piece: fx.GraphModule, inputs: list) -> Callable:
             aot_calls = counters["aot_autograd"]["total"]
             cache = torch._functorch.config.patch(enable_autograd_cache=False) if training else contextlib.nullcontext()
             with cache, torch._dynamo.utils._disable_saved_tensors_hooks_during_tracing():
-                pieces.append(self._compile_piece(piece, [values[arg] for arg in call.args]))
+                compiled = self._compile_piece(piece, inputs)
             if training and counters["aot_autograd"]["total"] != aot_calls:
                 context.ddp_optimizer_ctx.curr_bucket += 1
                 context.ddp_optimizer_ctx.metadata_per_bucket.append(context.fw_metadata)
-            outputs = piece.graph.output_node().args[0]
-            for user in call.users:  # operator.getitem(call, k)
-                values[user] = outputs[user.args[1]].meta["example_value"]
-        return pieces
+            return compiled
+
+        def compile_body(body: fx.GraphModule, inputs: list) -> Callable:
+            blocks = split_into_blocks(body)
+            calls = blocks.graph.find_nodes(op="call_module")
+            for call, compiled in zip(calls, _compile_in_order(blocks, inputs, [compile_piece] * len(calls))):
+                delattr(blocks, call.target)
+                setattr(blocks, call.target, compiled)  # the generated forward calls it in the submodule's place
+            return blocks.forward
+
+        return _compile_in_order(split.graph, example_inputs, [compile_piece, compile_body, compile_piece])
+
+
+def _compile_in_order(graph: fx.GraphModule, example_inputs: list, compilers: list[Callable]) -> list[Callable]:
+    """Compile the pieces of a split graph (its ``call_module`` nodes, in order), each on the fake values dynamo
+    traced for its inputs: the graph's inputs, then the example values of earlier pieces' outputs.
+
+    DDPOptimizer's ``SubmodCompiler`` instead runs each compiled piece on fake tensors to learn the strides of
+    what it hands the next one (``fakify_first_call``), and AOTAutograd refuses its cache for such a compile:
+    every warm start would trace all the pieces again. Inductor gives a graph's outputs the strides eager gives
+    them (``keep_output_stride``, required in ``_inductor_options``), which are the strides of the values dynamo
+    traced, so those are the next piece's inputs as it will receive them.
+    """
+    fake_mode = detect_fake_mode(example_inputs) or torch._subclasses.fake_tensor.FakeTensorMode()
+    values = {node: to_fake_tensor(value, fake_mode) if _is_real_tensor(value) else value
+              for node, value in zip(graph.graph.find_nodes(op="placeholder"), example_inputs)}
+    compiled = []
+    for call, compiler in zip(graph.graph.find_nodes(op="call_module"), compilers, strict=True):
+        piece = getattr(graph, call.target)
+        compiled.append(compiler(piece, [values[arg] for arg in call.args]))
+        outputs = piece.graph.output_node().args[0]
+        for user in call.users:  # operator.getitem(call, k)
+            values[user] = outputs[user.args[1]].meta["example_value"]
+    return compiled
+
+
+def _is_real_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and not isinstance(value, torch._subclasses.FakeTensor)
 
 
 def fbc_backend(threshold: float = 0.05, *, compiler: str | Callable = "inductor", mode: str | None = None,
@@ -207,8 +231,8 @@ def fbc_backend(threshold: float = 0.05, *, compiler: str | Callable = "inductor
 
     ``threshold``: skip the blocks after the first when block 0's residual changed by at most this fraction
     (``mean|r - r_prev| / mean|r_prev|``) since the context's last computed call; 0 skips only identical calls.
-    ``compiler``: the inner compiler of the three pieces, ``"inductor"`` (default), ``"eager"`` (for
-    debugging the pass) or a callable ``(gm, example_inputs) -> callable``.
+    ``compiler``: the inner compiler of the pieces (head, each later block, tail): ``"inductor"`` (default),
+    ``"eager"`` (for debugging the pass) or a callable ``(gm, example_inputs) -> callable``.
     ``mode`` / ``options``: as for ``torch.compile``; options may also hold ``threshold`` and ``compiler``.
     """
     return FBCBackend(threshold, compiler=compiler, mode=mode, options=options)

@@ -83,7 +83,7 @@ def test_eager_pieces_equal_the_hook_exactly(name, fresh_dynamo):
     assert backend.stats["branch0"].decisions == hook.decisions["cond"]
     assert backend.stats["branch0"].skips > 0
     torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-6)
-    assert compilation_counter["pieces"] == 3
+    assert compilation_counter["pieces"] == len(EXPECTED_BLOCKS[name]) + 1  # head, each later block, tail
 
 
 @pytest.mark.parametrize("name", list(zoo.MODELS))
@@ -99,7 +99,7 @@ def test_every_piece_is_cacheable_by_aot_autograd(name, fresh_dynamo):
     for grad in (False, True):
         with torch.set_grad_enabled(grad):
             torch.compile(spec.build(), backend=backend, fullgraph=True)(**inputs_of(spec))
-    assert len(pieces) == 6
+    assert len(pieces) == 2 * (len(EXPECTED_BLOCKS[name]) + 1)
     for piece in pieces:
         check_cacheable(piece)
 
@@ -259,7 +259,7 @@ def test_a_skipped_call_is_the_head_piece_alone(fresh_dynamo):
     with torch.no_grad():
         outputs = [compiled(x) for x in xs]
     assert backend.stats["branch0"].decisions == [True, False]
-    assert calls == [2, 1, 1], "head, body, tail calls over one computed and one skipped call"
+    assert calls == [2, 1, 1, 1], "head, blocks 1 and 2, tail calls over one computed and one skipped call"
 
     reference = copy.deepcopy(model).double()
     with torch.no_grad():
@@ -283,7 +283,7 @@ def test_the_head_computes_the_skip_only_in_a_graph_that_can_skip(grad, fresh_dy
     with torch.set_grad_enabled(grad):
         out = compiled(x)
     linears = [len(piece.graph.find_nodes(op="call_function", target=torch._C._nn.linear)) for piece in pieces]
-    assert linears == ([2, 2, 1] if grad else [3, 2, 1]), "head: proj_in, block 0 (and proj_out); body; tail"
+    assert linears == ([2, 1, 1, 1] if grad else [3, 1, 1, 1]), "head: proj_in, block 0 (and proj_out); blocks 1, 2; tail"
     torch.testing.assert_close(out, model(x))
     if grad:
         out.sum().backward()
@@ -306,7 +306,7 @@ def test_head_piece_computes_the_difference_norm(fresh_dynamo):
         for x in xs:
             compiled(x)
     norm = torch.ops.fbc_compile.residual_diff.default
-    assert [len(piece.graph.find_nodes(op="call_function", target=norm)) for piece in pieces] == [1, 0, 0]
+    assert [len(piece.graph.find_nodes(op="call_function", target=norm)) for piece in pieces] == [1, 0, 0, 0]
 
     reference = copy.deepcopy(model).double()
     with torch.no_grad():
@@ -344,11 +344,11 @@ def test_inductor_head_computes_the_norm_and_the_guard_decides_on_it(device, fre
     assert stats.diffs[0] is None
     assert stats.diffs[1:] == [pytest.approx(d, rel=1e-5) for d in expected[1:]]
     assert stats.decisions == [True, False, not expected[2] <= backend.threshold]
-    assert compilation_counter["split_graphs"] == 1 and compilation_counter["pieces"] == 3
+    assert compilation_counter["split_graphs"] == 1 and compilation_counter["pieces"] == 4
 
 
 def test_a_warm_start_loads_every_piece_from_the_autograd_cache(fresh_dynamo):
-    """A new process (here: dynamo reset) compiling the same model finds all three pieces in AOTAutograd's cache
+    """A new process (here: dynamo reset) compiling the same model finds all four pieces in AOTAutograd's cache
     instead of tracing them again, as plain torch.compile finds its one graph."""
     from torch._dynamo.utils import counters
 
@@ -357,14 +357,31 @@ def test_a_warm_start_loads_every_piece_from_the_autograd_cache(fresh_dynamo):
     x = torch.randn(4, 8)
     with torch._inductor.utils.fresh_cache(), torch.no_grad():
         expected = torch.compile(model, backend=fbc_backend(0.0), fullgraph=True)(x)
-        assert counters["aot_autograd"]["autograd_cache_miss"] == 3
+        assert counters["aot_autograd"]["autograd_cache_miss"] == 4
         torch._dynamo.reset()
         counters.clear()
         out = torch.compile(model, backend=fbc_backend(0.0), fullgraph=True)(x)
-    assert counters["aot_autograd"]["autograd_cache_hit"] == 3
+    assert counters["aot_autograd"]["autograd_cache_hit"] == 4
     assert counters["aot_autograd"]["autograd_cache_miss"] == 0
     assert counters["aot_autograd"]["autograd_cache_bypass"] == 0
     torch.testing.assert_close(out, expected)
+
+
+def test_identical_blocks_are_compiled_once(fresh_dynamo):
+    """The body is compiled block by block, so that inductor lowers a repeated block once and serves the others
+    from its FX graph cache. Wan with 4 blocks: the body is blocks 1 and 2 (alike) and block 3, which also
+    computes the tail residuals."""
+    from torch._dynamo.utils import counters
+
+    spec = zoo.wan(layers=4)
+    model = spec.build()
+    inputs = inputs_of(spec)
+    with torch._inductor.utils.fresh_cache(), torch.no_grad():
+        out = torch.compile(model, backend=fbc_backend(0.0), fullgraph=True)(**inputs)[0]
+        expected = model(**inputs)[0]
+    assert compilation_counter["pieces"] == 5  # head, three body blocks, tail
+    assert (counters["inductor"]["fxgraph_cache_miss"], counters["inductor"]["fxgraph_cache_hit"]) == (4, 1)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_inductor_pieces_train_like_eager(fresh_dynamo):
@@ -381,7 +398,7 @@ def test_inductor_pieces_train_like_eager(fresh_dynamo):
     model.zero_grad()
     model(x).square().sum().backward()
     torch.testing.assert_close(compiled_grads, [p.grad for p in model.parameters()])
-    assert compilation_counter["pieces"] == 3
+    assert compilation_counter["pieces"] == 4
 
 
 def test_grad_mode_never_skips(wan, fresh_dynamo):
@@ -456,7 +473,7 @@ def test_reset_frees_state_and_threshold_changes_do_not_recompile(wan, fresh_dyn
         compiled(**inputs), compiled(**dict(inputs, hidden_states=inputs["hidden_states"] + 1))
     assert backend.stats["branch0"].decisions == [True, True]
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
-    assert compilation_counter["pieces"] == 3
+    assert compilation_counter["pieces"] == len(EXPECTED_BLOCKS["wan"]) + 1
 
 
 def test_split_and_decisions_are_logged(wan, fresh_dynamo, caplog):

@@ -17,6 +17,7 @@ import torch
 
 from fbc_compile import compilation_counter, fbc_backend, zoo
 from fbc_compile.reference import record_hook_decisions
+from test_counts import FBC_PIECES
 
 STEPS = 12
 # Two thresholds per model that give both computes and skips over the loop below. A threshold must not sit
@@ -51,6 +52,7 @@ class Loop:
 
 @dataclasses.dataclass
 class Run:
+    name: str
     noise: float  # plain torch.compile against eager, same loop
     threshold_zero_error: float
     threshold_zero_skips: int
@@ -102,6 +104,7 @@ def run(request) -> Run:
     metrics = torch._dynamo.utils.get_compilation_metrics()
     compiled, _ = zoo.denoise(plain, spec, STEPS)
     return Run(
+        name=name,
         noise=rel(compiled, eager),
         threshold_zero_error=rel(zero, compiled),
         threshold_zero_skips=zero_skips,
@@ -147,9 +150,9 @@ def test_threshold_zero_equals_plain_compile(run):
     assert run.threshold_zero_error <= tolerance(run)
 
 
-def test_one_graph_three_pieces_no_recompile(run):
-    # Plain compile adds one graph and one piece (its own); fbc one graph split into three pieces. All loops,
-    # threshold changes and resets included.
+def test_one_graph_split_at_every_block_no_recompile(run):
+    # Plain compile adds one graph and one piece (its own); fbc one graph split into head, one piece per later
+    # block and tail. All loops, threshold changes and resets included.
     assert run.graphs == 1
-    assert run.pieces == 3
+    assert run.pieces == FBC_PIECES[run.name]
     assert run.recompiles == []

@@ -18,6 +18,10 @@ reads one number and does no arithmetic:
 * the body also returns, for each value it hands to the tail, ``value - matching block-0 output`` (the tail
   residual a skipped call adds back).
 
+The body is cut once more, into one piece per block (``split_into_blocks``), for compile time: blocks of one
+class trace to the same graph, which inductor's FX graph cache then serves after the first, the way regional
+compilation compiles a repeated block once. One body graph would be lowered and scheduled whole, block by block.
+
 Which block-0 output a body output continues (the *pairing*) is derived from the graph, not from a table of
 model names. Every DiT block maps its carried streams to streams of the same shape and dtype (hidden states stay
 ``[batch, image tokens, dim]``, encoder hidden states ``[batch, text tokens, dim]``), and the streams a model
@@ -43,10 +47,11 @@ from torch.fx.passes.split_module import split_module
 from .. import kernels  # noqa: F401  defines torch.ops.fbc_compile.residual_diff
 from .locate import Block, NoBlockSequence
 
-__all__ = ["FirstBlockSplit", "split_at_first_block", "HEAD", "BODY", "TAIL"]
+__all__ = ["FirstBlockSplit", "split_at_first_block", "split_into_blocks", "HEAD", "BODY", "TAIL"]
 
 HEAD, BODY, TAIL = 0, 1, 2
 PIECE_NAMES = ("submod_0", "submod_1", "submod_2")
+BLOCK_INDEX = "fbc_block_index"  # node.meta key: which body block a node belongs to
 
 
 @dataclasses.dataclass
@@ -229,6 +234,9 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     """
     gm, blocks = _copy(original, blocks)
     partition = _assign_partitions(gm, blocks)
+    for index, block in enumerate(blocks[1:]):
+        for node in block.nodes:
+            node.meta[BLOCK_INDEX] = index  # split_module copies it into the body, for split_into_blocks
     block0 = set(blocks[0].nodes)
     params = {node for node, value in zip(gm.graph.find_nodes(op="placeholder"), example_inputs)
               if isinstance(value, torch.nn.Parameter)}
@@ -314,3 +322,20 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     return FirstBlockSplit(split_gm, [_value(node) for node in cached], residual_at.args[1], diff_at.args[1],
                            skip_positions, tuple(node.args[1] for node in tail_residuals_at), latent_inputs,
                            instance_input, piece_outputs, sizes)
+
+
+def split_into_blocks(body: fx.GraphModule) -> fx.GraphModule:
+    """Split the body piece into one piece per block, so that each can be compiled on its own.
+
+    A node outside every block (a tail residual, glue between two block lists) goes with the latest block it reads
+    from, or the first. Blocks do not interleave (``locate_blocks`` checks), so the pieces run in block order.
+    """
+    index: dict[fx.Node, int] = {}
+    for node in body.graph.nodes:
+        if node.op not in ("placeholder", "output"):
+            index[node] = node.meta.get(BLOCK_INDEX, max((index[arg] for arg in node.all_input_nodes if arg in index),
+                                                         default=0))
+    blocks = split_module(body, None, index.__getitem__, keep_original_order=True, tuple_return=True)
+    propagate_dynamo_source(body, blocks)
+    propagate_metadata(body, blocks)
+    return blocks
