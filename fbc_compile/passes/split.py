@@ -338,4 +338,26 @@ def split_into_blocks(body: fx.GraphModule) -> fx.GraphModule:
     blocks = split_module(body, None, index.__getitem__, keep_original_order=True, tuple_return=True)
     propagate_dynamo_source(body, blocks)
     propagate_metadata(body, blocks)
+    _outputs_in_graph_order(blocks)
     return blocks
+
+
+def _outputs_in_graph_order(split: fx.GraphModule) -> None:
+    """Make each piece return its outputs in the order it computes them.
+
+    ``split_module`` orders them by where later pieces first read them, so two alike blocks can return the same
+    values in different orders and miss each other in the cache: Flux's last double-stream block hands the
+    single-stream blocks (text, image) states, the others hand the next block (image, text).
+    """
+    for call in split.graph.find_nodes(op="call_module"):
+        piece = getattr(split, call.target)
+        output = piece.graph.output_node()
+        values = list(output.args[0])
+        order = {node: i for i, node in enumerate(piece.graph.nodes)}
+        ranked = sorted(range(len(values)), key=lambda i: order[values[i]])
+        output.args = (tuple(values[i] for i in ranked),)
+        piece.recompile()
+        moved = {old: new for new, old in enumerate(ranked)}
+        for user in list(call.users):  # operator.getitem(call, k)
+            user.args = (call, moved[user.args[1]])
+    split.recompile()
