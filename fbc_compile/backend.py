@@ -5,11 +5,11 @@ Data path, once per dynamo graph (one per input shape):
     graph in -> locate_blocks -> split_at_first_block -> pieces compiled -> CachedGraph runs each call
                                                                               (FirstBlockCache decides)
 
-Each piece (head, each block of the body, tail) is compiled with the inner compiler on the fake values dynamo
-traced for its inputs (``_compile_in_order`` says why those and not a fake run of the compiled pieces, as
-DDPOptimizer's ``SubmodCompiler`` does). Dynamo
-still sees one graph and one compiled callable, so nothing recompiles when the cache decides differently from one
-call to the next: the decision is made in eager code between the pieces.
+Each piece (the head, each block of the body, the tail) is compiled with the inner compiler on the fake values
+dynamo traced for its inputs (``_compile_in_order`` says why those and not a fake run of the compiled pieces, as
+DDPOptimizer's ``SubmodCompiler`` does). Dynamo still sees one graph and one compiled callable, so nothing
+recompiles when the cache decides differently from one call to the next: the decision is made in eager code
+between the pieces.
 """
 
 from __future__ import annotations

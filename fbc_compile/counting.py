@@ -30,8 +30,8 @@ def compile_counts() -> dict:
     """What dynamo compiled since :func:`clear_counts`.
 
     ``dynamo_graphs``: graphs handed to a backend (``unique_graphs``); ``pieces``: graphs compiled through
-    AOTAutograd (inductor's unit of compilation: fbc compiles 3 per graph); ``frames``: frame compilations
-    (compile ids); ``recompiles``: compile ids ``n/k`` with ``k > 0`` (a frame compiled again after a guard
+    AOTAutograd (inductor's unit of compilation: fbc compiles the head, one per later block and the tail);
+    ``frames``: frame compilations (compile ids); ``recompiles``: compile ids ``n/k`` with ``k > 0`` (a frame compiled again after a guard
     failed); ``graph_breaks``: ``counters["graph_break"]`` (dynamo notes it misses some) and
     ``graph_breaks_in_metrics``: the sum of the compile metrics' ``num_graph_breaks``.
     """

@@ -20,7 +20,8 @@ reads one number and does no arithmetic:
 
 The body is cut once more, into one piece per block (``split_into_blocks``), for compile time: blocks of one
 class trace to the same graph, which inductor's FX graph cache then serves after the first, the way regional
-compilation compiles a repeated block once. One body graph would be lowered and scheduled whole, block by block.
+compilation compiles a repeated block once. As one graph, the body would be lowered and scheduled whole, every
+block again.
 
 Which block-0 output a body output continues (the *pairing*) is derived from the graph, not from a table of
 model names. Every DiT block maps its carried streams to streams of the same shape and dtype (hidden states stay
