@@ -31,9 +31,9 @@ def compile_counts() -> dict:
 
     ``dynamo_graphs``: graphs handed to a backend (``unique_graphs``); ``pieces``: graphs compiled through
     AOTAutograd (inductor's unit of compilation: fbc compiles the head, one per later block and the tail);
-    ``frames``: frame compilations (compile ids); ``recompiles``: compile ids ``n/k`` with ``k > 0`` (a frame compiled again after a guard
-    failed); ``graph_breaks``: ``counters["graph_break"]`` (dynamo notes it misses some) and
-    ``graph_breaks_in_metrics``: the sum of the compile metrics' ``num_graph_breaks``.
+    ``frames``: frame compilations (compile ids); ``recompiles``: compile ids ``n/k`` with ``k > 0`` (a frame
+    compiled again after a guard failed); ``graph_breaks``: ``counters["graph_break"]`` (dynamo notes it misses
+    some) and ``graph_breaks_in_metrics``: the sum of the compile metrics' ``num_graph_breaks``.
     """
     from torch._dynamo.utils import counters, get_compilation_metrics
 

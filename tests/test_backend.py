@@ -283,7 +283,8 @@ def test_the_head_computes_the_skip_only_in_a_graph_that_can_skip(grad, fresh_dy
     with torch.set_grad_enabled(grad):
         out = compiled(x)
     linears = [len(piece.graph.find_nodes(op="call_function", target=torch._C._nn.linear)) for piece in pieces]
-    assert linears == ([2, 1, 1, 1] if grad else [3, 1, 1, 1]), "head: proj_in, block 0 (and proj_out); blocks 1, 2; tail"
+    expected = [2, 1, 1, 1] if grad else [3, 1, 1, 1]
+    assert linears == expected, "head: proj_in, block 0 (and proj_out); blocks 1 and 2; tail"
     torch.testing.assert_close(out, model(x))
     if grad:
         out.sum().backward()

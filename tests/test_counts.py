@@ -1,10 +1,10 @@
 """Exact compile counts over a 12-step CFG generation, for each of the five models: ours and diffusers' hook.
 
 fbc_backend must compile each model into one dynamo graph, split into a head (prologue and block 0), one piece per
-later block and a tail (output layers), with no recompilation and no graph break, whatever the cache decides from call to call. The counts of diffusers' First
-Block Cache hook under ``torch.compile`` are pinned too, as measured with the versions in the ``test`` extras
-(diffusers 0.42.1, torch 2.13.0), so that the comparison in the README stays true; when a new diffusers release
-changes them, update ``HOOK_COUNTS`` and the README together.
+later block and a tail (output layers), with no recompilation and no graph break, whatever the cache decides from
+call to call. The counts of diffusers' First Block Cache hook under ``torch.compile`` are pinned too, as measured
+with the versions in the ``test`` extras (diffusers 0.42.1, torch 2.13.0), so that the comparison in the README
+stays true; when a new diffusers release changes them, update ``HOOK_COUNTS`` and the README together.
 
 Counting (see ``shared/notes/torch-internals.md``): ``dynamo_graphs`` = ``counters["stats"]["unique_graphs"]``
 (graphs handed to a backend); ``pieces`` = ``counters["aot_autograd"]["total"]`` (graphs compiled through

@@ -300,9 +300,7 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     output.args = (original_outputs + extras,)
     gm.recompile()
 
-    split_gm = split_module(gm, None, lambda node: partition[node], keep_original_order=True, tuple_return=True)
-    propagate_dynamo_source(gm, split_gm)
-    propagate_metadata(original, split_gm)
+    split_gm = _split_module(gm, partition, metadata_from=original)
 
     split_output = split_gm.graph.output_node()
     exported = list(split_output.args[0][len(original_outputs):])
@@ -333,14 +331,24 @@ def split_into_blocks(body: fx.GraphModule) -> fx.GraphModule:
     """
     index: dict[fx.Node, int] = {}
     for node in body.graph.nodes:
-        if node.op not in ("placeholder", "output"):
-            index[node] = node.meta.get(BLOCK_INDEX, max((index[arg] for arg in node.all_input_nodes if arg in index),
-                                                         default=0))
-    blocks = split_module(body, None, index.__getitem__, keep_original_order=True, tuple_return=True)
-    propagate_dynamo_source(body, blocks)
-    propagate_metadata(body, blocks)
+        if node.op in ("placeholder", "output"):
+            continue
+        if BLOCK_INDEX in node.meta:
+            index[node] = node.meta[BLOCK_INDEX]
+        else:
+            index[node] = max((index[arg] for arg in node.all_input_nodes if arg in index), default=0)
+    blocks = _split_module(body, index, metadata_from=body)
     _outputs_in_graph_order(blocks)
     return blocks
+
+
+def _split_module(gm: fx.GraphModule, partition: dict[fx.Node, int], metadata_from: fx.GraphModule) -> fx.GraphModule:
+    """``split_module`` by ``partition``, in graph order, each piece returning a tuple, with what AOTAutograd reads
+    off a dynamo graph (the inputs' dynamo sources, the graph's meta) carried into the pieces."""
+    split = split_module(gm, None, partition.__getitem__, keep_original_order=True, tuple_return=True)
+    propagate_dynamo_source(gm, split)
+    propagate_metadata(metadata_from, split)
+    return split
 
 
 def _outputs_in_graph_order(split: fx.GraphModule) -> None:
