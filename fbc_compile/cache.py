@@ -223,7 +223,7 @@ class CachedGraph:
     generated ``forward`` or ``nn.Module`` call in between. This runs on every denoising step, the skipped ones
     too, where little else runs; on a GPU the Python after the ``.item()`` is time the device sits idle.
 
-    Computing: runs body and tail, and stores block 0's residual and the tail residuals the body returned.
+    Computing: runs body and tail, and stores block 0's residual and the tail residuals the tail returned.
     Skipping: returns what the head computed for a skipped call (the tail applied to block-0 outputs + the stored
     tail residuals), so a skipped call is the head's one compiled call.
     """
@@ -254,8 +254,8 @@ class CachedGraph:
         values += head
         if not cache.should_compute(head[self._diff]):
             return self._skip_outputs(values)
-        body = tuple(self.body(*self._body_args(values)))
-        cache.store((head[self._residual], *self._tail_residuals(body)))
-        values += body
-        values += tuple(self.tail(*self._tail_args(values)))
+        values += tuple(self.body(*self._body_args(values)))
+        tail = tuple(self.tail(*self._tail_args(values)))
+        cache.store((head[self._residual], *self._tail_residuals(tail)))
+        values += tail
         return self._outputs(values)

@@ -369,10 +369,11 @@ def test_a_warm_start_loads_every_piece_from_the_autograd_cache(fresh_dynamo):
 
 
 @pytest.mark.parametrize("spec, pieces, compiled", [
-    # Blocks 1 and 2 alike; block 3 also computes the tail residuals.
-    (zoo.wan(layers=4), 5, 4),
+    # Blocks 1-3 alike (the last one too: the tail computes the tail residuals).
+    (zoo.wan(layers=4), 5, 3),
     # Double blocks 1 and 2 alike (the last one hands its states on in another order, which the split undoes);
-    # single block 0 reads contiguous states, block 1 views of its concatenation; block 2 is the last.
+    # single block 0 reads contiguous states, block 1 views of its concatenation; the last block hands on only the
+    # image states (the text states it would hand on are dead code).
     (zoo.flux(layers=3, single_layers=3), 7, 6),
 ], ids=["wan", "flux"])
 def test_identical_blocks_are_compiled_once(spec, pieces, compiled, fresh_dynamo):

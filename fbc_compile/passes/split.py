@@ -15,8 +15,9 @@ reads one number and does no arithmetic:
   value the body would hand the tail (``_speculate_skip``). A skipped call is then the head's one compiled call;
   a computed call drops these values and runs body and tail. A graph traced with grad enabled never skips and
   leaves this out;
-* the body also returns, for each value it hands to the tail, ``value - matching block-0 output`` (the tail
-  residual a skipped call adds back).
+* the tail also returns, for each value the body hands it, ``value - matching block-0 output`` (the tail
+  residual a skipped call adds back). The tail computes these rather than the last block, so that the last block
+  is a block like the others.
 
 The body is cut once more, into one piece per block (``split_into_blocks``), for compile time: blocks of one
 class trace to the same graph, which inductor's FX graph cache then serves after the first, the way regional
@@ -64,7 +65,7 @@ class FirstBlockSplit:
     ``r_prev``, then (where it speculates) one tail residual per value the body hands on; ``cached`` holds their
     example values.
     ``residual_output`` and ``diff_output`` are the indices of ``r`` and of its difference norm against ``r_prev``
-    in the head's outputs; ``tail_residual_outputs`` those of the tail residuals in the body's outputs.
+    in the head's outputs; ``tail_residual_outputs`` those of the tail residuals in the tail's outputs.
     ``skip_outputs`` are a skipped call's outputs, as positions in (graph inputs, head outputs); empty where it
     does not speculate.
     ``latent_inputs`` are the graph-input positions that block 0's hidden states derive from (the latents);
@@ -289,13 +290,16 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     with graph.inserting_after(detached):
         diff = _call(graph, torch.ops.fbc_compile.residual_diff.default, detached, cached[0])
     partition.update({residual: HEAD, detached: HEAD, diff: HEAD})
-    tail_residuals = []
-    for out in handed_on:
-        with graph.inserting_after(out):
-            tail_residuals.append(_call(graph, operator.sub, out, pairs[out]))
-        partition[tail_residuals[-1]] = BODY
     skip_outputs = (_speculate_skip(graph, partition, original_outputs, dict(zip(handed_on, cached[1:])), pairs)
                     if speculate else [])
+    # The tail residuals are computed by the tail, which reads the values the body hands on anyway, so that the
+    # last block is the same graph as the blocks before it (``split_into_blocks``). Added after the speculated
+    # tail, which has no use for them.
+    tail_residuals = []
+    with graph.inserting_before(output):
+        for out in handed_on:
+            tail_residuals.append(_call(graph, operator.sub, out, pairs[out]))
+            partition[tail_residuals[-1]] = TAIL
     extras = (residual, diff, *skip_outputs, *tail_residuals)
     output.args = (original_outputs + extras,)
     gm.recompile()
@@ -326,8 +330,8 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
 def split_into_blocks(body: fx.GraphModule) -> fx.GraphModule:
     """Split the body piece into one piece per block, so that each can be compiled on its own.
 
-    A node outside every block (a tail residual, glue between two block lists) goes with the latest block it reads
-    from, or the first. Blocks do not interleave (``locate_blocks`` checks), so the pieces run in block order.
+    A node outside every block (glue between two block lists) goes with the latest block it reads from, or the
+    first. Blocks do not interleave (``locate_blocks`` checks), so the pieces run in block order.
     """
     index: dict[fx.Node, int] = {}
     for node in body.graph.nodes:
