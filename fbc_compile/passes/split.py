@@ -20,9 +20,9 @@ reads one number and does no arithmetic:
   is a block like the others.
 
 The body is cut once more, into one piece per block (``split_into_blocks``), for compile time: blocks of one
-class trace to the same graph, which inductor's FX graph cache then serves after the first, the way regional
-compilation compiles a repeated block once. As one graph, the body would be lowered and scheduled whole, every
-block again.
+class trace to the same graph, which is compiled once and served from torch's caches for the other blocks, the
+way regional compilation compiles a repeated block once. As one graph, the body would be lowered and scheduled
+whole, every block again.
 
 Which block-0 output a body output continues (the *pairing*) is derived from the graph, not from a table of
 model names. Every DiT block maps its carried streams to streams of the same shape and dtype (hidden states stay
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import re
 
 import torch
 import torch.fx as fx
@@ -343,6 +344,8 @@ def split_into_blocks(body: fx.GraphModule) -> fx.GraphModule:
             index[node] = max((index[arg] for arg in node.all_input_nodes if arg in index), default=0)
     blocks = _split_module(body, index, metadata_from=body)
     _outputs_in_graph_order(blocks)
+    for call in blocks.graph.find_nodes(op="call_module"):
+        _name_by_position(getattr(blocks, call.target))
     return blocks
 
 
@@ -374,3 +377,33 @@ def _outputs_in_graph_order(split: fx.GraphModule) -> None:
         for user in list(call.users):  # operator.getitem(call, k)
             user.args = (call, moved[user.args[1]])
     split.recompile()
+
+
+_NUMBERED = re.compile(r"_\d+$")
+
+
+def _name_by_position(piece: fx.GraphModule) -> None:
+    """Name a block piece's values by their position in it, and give its inputs no dynamo source, so that alike
+    blocks are the same graph to the byte.
+
+    AOTAutograd's cache keys a graph by its code and by the sources of its inputs, and both name the block
+    (``l_self_modules_blocks_modules_3_..._weight``, ``L['self'].blocks[3]...``). With positional names and no
+    sources, the entry the first block of a kind writes serves the others in the same process, which then skip
+    AOTAutograd's trace as well as inductor's lowering. The inputs a block receives from earlier pieces have no
+    source anyway (as in DDPOptimizer's pieces); for its parameters AOTAutograd would use one only to guard that
+    two inputs are one tensor, which cannot happen: dynamo passes each tensor once. Names keep their stem
+    (``linear_17`` becomes ``linear_40``).
+    """
+    graph = fx.Graph()
+    values: dict[fx.Node, fx.Node] = {}
+    for i, node in enumerate(piece.graph.nodes):
+        name = f"input_{i}" if node.op == "placeholder" else f"{_NUMBERED.sub('', node.name)}_{i}"
+        target = name if node.op == "placeholder" else node.target
+        args, kwargs = fx.map_arg((node.args, node.kwargs), values.__getitem__)
+        values[node] = graph.create_node(node.op, target, args, kwargs, name=None if node.op == "output" else name,
+                                         type_expr=node.type)
+        values[node].meta = dict(node.meta)
+        if node.op == "placeholder":
+            values[node]._dynamo_source = None
+    piece.graph = graph
+    piece.recompile()
