@@ -50,12 +50,17 @@ from fbc_compile.counting import clear_counts, compile_counts  # noqa: E402,F401
 
 VARIANTS = ("plain", "hook_compile", "hook_regional", "fbc")
 PEERS = ("plain", "hook_compile", "hook_regional")
+# What the steps suite times beside the variants: the floor, and dynamo's per-call frame alone (``frame_only``) for
+# the whole model and for the floor, whose difference every single-graph compile of the model pays on a skip too.
+REFERENCES = ("floor", "frame", "floor_frame")
 LABELS = {
     "plain": "torch.compile",
     "hook_compile": "FBC hook + torch.compile",
     "hook_regional": "FBC hook + compile_repeated_blocks",
     "fbc": "fbc_backend",
     "floor": "floor (prologue + block 0 + output)",
+    "frame": "dynamo's frame alone, whole model",
+    "floor_frame": "dynamo's frame alone, floor",
 }
 BRANCH_NAMES = ("cond", "uncond")
 
@@ -365,7 +370,7 @@ class Variant:
 
     @property
     def caches(self) -> bool:
-        return self.name not in ("plain", "floor")
+        return self.name in VARIANTS and self.name != "plain"
 
     def set_threshold(self, threshold: float) -> None:
         if self.backend is not None:
@@ -430,11 +435,13 @@ def make_variant(name: str, case: Case, base: torch.nn.Module, threshold: float,
     """Variant ``name`` of ``case`` sharing ``base``'s weights (``base`` itself is left untouched)."""
     from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
 
-    model = build_floor(case, base) if name == "floor" else share_weights(base)
+    model = build_floor(case, base) if name in ("floor", "floor_frame") else share_weights(base)
     if isolated:
         isolate(model)
     if name in ("plain", "floor"):
         return Variant(name, model, torch.compile(model))
+    if name in ("frame", "floor_frame"):
+        return Variant(name, model, torch.compile(model, backend=frame_only, fullgraph=True))
     if name == "fbc":
         backend = fbc_backend(threshold=threshold)
         return Variant(name, model, torch.compile(model, backend=backend, fullgraph=True), backend)
@@ -448,6 +455,15 @@ def make_variant(name: str, case: Case, base: torch.nn.Module, threshold: float,
         model.compile_repeated_blocks()
         return Variant(name, model, model)
     raise ValueError(f"unknown variant {name!r}")
+
+
+def frame_only(gm: torch.fx.GraphModule, example_inputs: list) -> Callable:
+    """A backend whose compiled code returns the outputs of one run at compile time: a call then costs what dynamo
+    spends around any compiled code (evaluating the guards, loading every parameter it passes as a graph input,
+    the call), measured alone."""
+    with torch.no_grad():
+        outputs = gm(*example_inputs)
+    return lambda *args: outputs
 
 
 def _block_lists(model: torch.nn.Module) -> list[torch.nn.Module]:

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 import common
-from common import PEERS, VARIANTS, Case, Preset, log, median
+from common import PEERS, REFERENCES, VARIANTS, Case, Preset, log, median
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -89,14 +89,14 @@ def _steps_model(case: Case, preset: Preset, progress: Callable) -> dict:
     gen = torch.Generator().manual_seed(1)
     other = torch.randn(call_a["hidden_states"].shape, generator=gen).to(call_a["hidden_states"])
     call_b = dict(call_a, hidden_states=other)  # a different latent: block 0's residual changes a lot
-    names = VARIANTS + ("floor",)
+    names = VARIANTS + REFERENCES
     variants = {name: common.make_variant(name, case, base, case.threshold) for name in names}
 
     # Compile everything, and walk every path the timed part takes (hook variants compile per decision pattern).
     with torch.no_grad():
         for name, variant in variants.items():
             progress(f"{case.name}: compiling {name}")
-            if name != "floor":
+            if name in VARIANTS:
                 variant.set_threshold(case.threshold)
                 variant.reset()
                 common.generate(variant, case, inputs)
@@ -195,7 +195,9 @@ def _ms(seconds):
 def _step_ratios(rows: dict) -> dict:
     plain = rows["plain"]["computed_ms"]
     floor = rows["floor"]["computed_ms"]
-    ratios = {"floor_over_plain": _ratio(floor, plain)}
+    frame_extra = rows["frame"]["computed_ms"] - rows["floor_frame"]["computed_ms"]
+    ratios = {"floor_over_plain": _ratio(floor, plain), "frame_extra_ms": frame_extra,
+              "frame_extra_over_floor": _ratio(frame_extra, floor)}
     for name in ("hook_compile", "hook_regional", "fbc"):
         row = rows[name]
         prefix = "" if name == "fbc" else name + "_"

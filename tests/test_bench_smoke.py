@@ -70,7 +70,7 @@ def test_steps_suite_fields(bench):
     results, _, _ = bench
     flux = results["steps"]["models"]["flux"]
     variants = flux["variants"]
-    for name in VARIANTS + ("floor",):
+    for name in VARIANTS + ("floor", "frame", "floor_frame"):
         assert variants[name]["computed_ms"] > 0, name
     for name in ("hook_compile", "hook_regional", "fbc"):
         row = variants[name]
@@ -81,6 +81,9 @@ def test_steps_suite_fields(bench):
                 "skipped_over_computed", "skipped_over_hook_compile_skipped", "hook_compile_skipped_over_skipped",
                 "loop_speedup_over_plain", "loop_speedup_over_hook_compile", "loop_speedup_over_hook_regional"):
         assert flux["ratios"][key] > 0, key
+    # Dynamo's frame alone runs none of the model: it costs less than the floor's whole step.
+    assert 0 < variants["frame"]["computed_ms"] < variants["floor"]["computed_ms"]
+    assert isinstance(flux["ratios"]["frame_extra_over_floor"], float)
 
 
 def test_thresholds_suite_fields(bench):
