@@ -15,13 +15,14 @@ between the pieces.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import numbers
 import warnings
 import weakref
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.fx as fx
@@ -31,7 +32,7 @@ from torch._dynamo.utils import counters, detect_fake_mode, to_fake_tensor
 from . import diffusers_context
 from .cache import CachedGraph, CachedShapes, ContextStats, FirstBlockCache
 from .passes.locate import NoBlockSequence, locate_blocks
-from .passes.split import FirstBlockSplit, split_at_first_block, split_into_blocks
+from .passes.split import FirstBlockSplit, split_at_first_block, split_into_blocks, wired_pieces
 
 log = logging.getLogger("fbc_compile")
 
@@ -133,25 +134,38 @@ class FBCBackend:
         if mode is not None or options:
             self._configure(mode, options)
         compilation_counter["graphs"] += 1
+        module = diffusers_context.compiled_module(gm)
         try:
-            blocks = locate_blocks(gm)
-            # Dynamo traces and guards grad mode per graph, and a graph traced with grad enabled never skips.
-            split = split_at_first_block(gm, example_inputs, blocks, speculate=not torch.is_grad_enabled())
-        except NoBlockSequence as reason:
+            split = self._split(gm, example_inputs, module)
+            pieces = self._compile_pieces(split, [*example_inputs, *split.cached])
+        except torch._dynamo.exc.RestartAnalysis:
+            raise  # dynamo traces the frame again and calls the backend anew
+        except Exception as reason:
+            # A backend must not fail a compile that the inner compiler alone would do.
             compilation_counter["fallbacks"] += 1
+            if not isinstance(reason, NoBlockSequence):
+                log.info("fbc: the split failed", exc_info=True)
+                reason = f"splitting the graph failed ({type(reason).__name__}: {reason})"
             warnings.warn(f"fbc_compile: {reason}; compiling the graph without First Block Cache", stacklevel=2)
             return self._compile_piece(gm, example_inputs)
-        log.info("fbc: %d blocks (%s ... %s); pieces: head %d, body %d, tail %d nodes", len(blocks),
-                 blocks[0].name, blocks[-1].name, *split.piece_sizes)
-
         input_values = [node.meta.get("example_value") for node in gm.graph.find_nodes(op="placeholder")]
         cache = FirstBlockCache(lambda: self._threshold, self.stats, split.latent_inputs, split.instance_input,
                                 CachedShapes(split.cached, input_values))
-        diffusers_context.attach(diffusers_context.compiled_module(gm), cache)
+        diffusers_context.attach(module, cache)
         self._caches.add(cache)
-        pieces = self._compile_pieces(split, [*example_inputs, *split.cached])
         compilation_counter["split_graphs"] += 1
-        return CachedGraph(split, pieces, cache)
+        return CachedGraph(split.wiring, pieces, cache)
+
+    def _split(self, gm: fx.GraphModule, example_inputs: list, module: torch.nn.Module | None) -> FirstBlockSplit:
+        params = {node for node, value in zip(gm.graph.find_nodes(op="placeholder"), example_inputs)
+                  if isinstance(value, torch.nn.Parameter)}
+        blocks = locate_blocks(gm, params, module)
+        # Dynamo traces and guards grad mode per graph, and a graph traced with grad enabled never skips.
+        split = split_at_first_block(gm, example_inputs, blocks, speculate=not torch.is_grad_enabled(),
+                                     latent_name=_first_argument(module))
+        log.info("fbc: %d blocks (%s ... %s); pieces: head %d, body %d, tail %d nodes", len(blocks),
+                 blocks[0].name, blocks[-1].name, *split.sizes)
+        return split
 
     def _compile_piece(self, gm: fx.GraphModule, example_inputs: list) -> Callable:
         compilation_counter["pieces"] += 1
@@ -190,17 +204,28 @@ class FBCBackend:
         def compile_body(body: fx.GraphModule, inputs: list) -> Callable:
             blocks = split_into_blocks(body)
             calls = blocks.graph.find_nodes(op="call_module")
-            for call, compiled in zip(calls, _compile_in_order(blocks, inputs, [compile_piece] * len(calls))):
+            pieces, args, _ = wired_pieces(blocks)
+            for call, compiled in zip(calls, _compile_in_order(pieces, args, inputs, [compile_piece] * len(calls))):
                 delattr(blocks, call.target)
                 setattr(blocks, call.target, compiled)  # the generated forward calls it in the submodule's place
             return blocks.forward
 
-        return _compile_in_order(split.graph, example_inputs, [compile_piece, compile_body, compile_piece])
+        return _compile_in_order(split.pieces, split.wiring.piece_args, example_inputs,
+                                 [compile_piece, compile_body, compile_piece])
 
 
-def _compile_in_order(graph: fx.GraphModule, example_inputs: list, compilers: list[Callable]) -> list[Callable]:
-    """Compile the pieces of a split graph (its ``call_module`` nodes, in order), each on the fake values dynamo
-    traced for its inputs: the graph's inputs, then the example values of earlier pieces' outputs.
+def _first_argument(module: torch.nn.Module | None) -> str:
+    """The name of the module's first ``forward`` argument: the latents, in every diffusion transformer."""
+    try:
+        return next(iter(inspect.signature(module.forward).parameters))
+    except (AttributeError, StopIteration, TypeError, ValueError):
+        return "hidden_states"
+
+
+def _compile_in_order(pieces: Sequence[fx.GraphModule], piece_args: Sequence[tuple[int, ...]], example_inputs: list,
+                      compilers: Sequence[Callable]) -> list[Callable]:
+    """Compile the pieces of a split graph in order, each on the fake values dynamo traced for its inputs: the
+    graph's inputs, then the example values of earlier pieces' outputs (``piece_args`` are positions in those).
 
     DDPOptimizer's ``SubmodCompiler`` instead runs each compiled piece on fake tensors to learn the strides of
     what it hands the next one (``fakify_first_call``), and AOTAutograd refuses its cache for such a compile:
@@ -209,15 +234,11 @@ def _compile_in_order(graph: fx.GraphModule, example_inputs: list, compilers: li
     traced, so those are the next piece's inputs as it will receive them.
     """
     fake_mode = detect_fake_mode(example_inputs) or torch._subclasses.fake_tensor.FakeTensorMode()
-    values = {node: to_fake_tensor(value, fake_mode) if _is_real_tensor(value) else value
-              for node, value in zip(graph.graph.find_nodes(op="placeholder"), example_inputs)}
+    values = [to_fake_tensor(value, fake_mode) if _is_real_tensor(value) else value for value in example_inputs]
     compiled = []
-    for call, compiler in zip(graph.graph.find_nodes(op="call_module"), compilers, strict=True):
-        piece = getattr(graph, call.target)
-        compiled.append(compiler(piece, [values[arg] for arg in call.args]))
-        outputs = piece.graph.output_node().args[0]
-        for user in call.users:  # operator.getitem(call, k)
-            values[user] = outputs[user.args[1]].meta["example_value"]
+    for piece, args, compiler in zip(pieces, piece_args, compilers, strict=True):
+        compiled.append(compiler(piece, [values[i] for i in args]))
+        values += [node.meta["example_value"] for node in piece.graph.output_node().args[0]]
     return compiled
 
 

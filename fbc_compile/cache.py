@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .passes.split import FirstBlockSplit
+from .passes.split import Wiring
 
 log = logging.getLogger("fbc_compile")
 
@@ -217,45 +217,32 @@ def _gather(positions) -> Callable[[tuple], tuple]:
 class CachedGraph:
     """What the backend hands dynamo: head, guard, then body and tail or nothing more.
 
-    The split graph says which graph inputs and piece outputs each compiled piece takes and which values the graph
-    returns. That wiring is read once into index tuples over one growing tuple of values (the graph inputs and the
-    cached tensors, then each piece's outputs), so a call is a few gathers around the compiled calls, with no
-    generated ``forward`` or ``nn.Module`` call in between. This runs on every denoising step, the skipped ones
-    too, where little else runs; on a GPU the Python after the ``.item()`` is time the device sits idle.
+    A call is a few gathers around the compiled calls (``Wiring`` says where each piece finds its inputs in the
+    values of the call so far), with no generated ``forward`` or ``nn.Module`` call in between. This runs on
+    every denoising step, the skipped ones too, where little else runs; on a GPU the Python after the
+    ``.item()`` is time the device sits idle.
 
     Computing: runs body and tail, and stores block 0's residual and the tail residuals the tail returned.
-    Skipping: returns what the head computed for a skipped call (the tail applied to block-0 outputs + the stored
-    tail residuals), so a skipped call is the head's one compiled call.
+    Skipping: returns what the head computed for a skipped call (the tail applied to ``identity_body`` of block
+    0's outputs + the stored tail residuals), so a skipped call is the head's one compiled call.
     """
 
-    def __init__(self, split: FirstBlockSplit, pieces: Sequence[Callable], cache: FirstBlockCache) -> None:
-        graph = split.graph
-        position = {node: i for i, node in enumerate(graph.graph.find_nodes(op="placeholder"))}
-        offset = len(position)
-        calls = graph.graph.find_nodes(op="call_module")  # head, body, tail, in graph order
-        gathers = []
-        for call, width in zip(calls, split.piece_outputs):
-            gathers.append(_gather(position[arg] for arg in call.args))
-            for user in call.users:  # operator.getitem(call, k)
-                position[user] = offset + user.args[1]
-            offset += width
+    def __init__(self, wiring: Wiring, pieces: Sequence[Callable], cache: FirstBlockCache) -> None:
         self.head, self.body, self.tail = pieces
-        self._head_args, self._body_args, self._tail_args = gathers
-        self._outputs = _gather(position[node] for node in graph.graph.output_node().args[0])
-        self._skip_outputs = _gather(split.skip_outputs)
-        self._residual, self._diff = split.residual_output, split.diff_output
-        self._tail_residuals = _gather(split.tail_residual_outputs)
+        self._head_args, self._body_args, self._tail_args = map(_gather, wiring.piece_args)
+        self._outputs = _gather(wiring.outputs)
+        self._skip_outputs = _gather(wiring.skip_outputs)
+        self._diff = wiring.diff
+        self._stored = _gather((wiring.residual, *wiring.tail_residuals))
         self.cache = cache
 
     def __call__(self, *args):
         cache = self.cache
         values = (*args, *cache.enter(args))
-        head = tuple(self.head(*self._head_args(values)))
-        values += head
-        if not cache.should_compute(head[self._diff]):
+        values += tuple(self.head(*self._head_args(values)))
+        if not cache.should_compute(values[self._diff]):
             return self._skip_outputs(values)
         values += tuple(self.body(*self._body_args(values)))
-        tail = tuple(self.tail(*self._tail_args(values)))
-        cache.store((head[self._residual], *self._tail_residuals(tail)))
-        values += tail
+        values += tuple(self.tail(*self._tail_args(values)))
+        cache.store(self._stored(values))
         return self._outputs(values)

@@ -10,6 +10,7 @@ import copy
 import gc
 import logging
 import math
+import warnings
 import weakref
 
 import pytest
@@ -201,18 +202,54 @@ def _zero_first_column(out):
     out[:, 0] = 0
 
 
+class InPlaceTail(MLP):
+    """The output layers write in place, into the output they computed (``before=False``) or into the last block's
+    output, which the body hands them (``before=True``)."""
+
+    def __init__(self, mutate, before: bool):
+        super().__init__(3)
+        self.mutate, self.before = mutate, before
+
+    def forward(self, x):
+        x = self.proj_in(x)
+        for block in self.blocks:
+            x = block(x)
+        if self.before:
+            self.mutate(x)
+        out = self.proj_out(x)
+        if not self.before:
+            self.mutate(out)
+        return out
+
+
 @pytest.mark.parametrize("mutate", [_add_one, _double, _zero_first_column])
-def test_output_layers_that_write_in_place_compile_plainly_with_one_warning(mutate, fresh_dynamo):
-    """The head runs a copy of the output layers ahead of the decision, which a tail that writes into a tensor
-    could make wrong: such a graph is refused with its reason and compiled plainly."""
+def test_output_layers_that_write_into_their_own_tensor_split(mutate, fresh_dynamo):
+    """The head runs a copy of the output layers ahead of the decision; a write into a tensor the output layers
+    allocated is a write into the copy's own tensor, so the graph splits and both a computed and a skipped call
+    return what eager PyTorch returns for them (the skip: the output layers on block 0's output plus the residual
+    the other blocks added last time)."""
+    model = InPlaceTail(mutate, before=False).eval()
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    backend = fbc_backend(1e6, compiler="eager")
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("error")
+        computed, skipped = compiled(x), compiled(y)
+        expected = model(x)
+        h0_x, h0_y = model.blocks[0](model.proj_in(x)), model.blocks[0](model.proj_in(y))
+        residual = model.blocks[2](model.blocks[1](h0_x)) - h0_x
+        skip = model.proj_out(h0_y + residual)
+        mutate(skip)
+    assert backend.stats["branch0"].decisions == [True, False]
+    torch.testing.assert_close(computed, expected)
+    torch.testing.assert_close(skipped, skip)
 
-    class InPlaceTail(MLP):
-        def forward(self, x):
-            out = super().forward(x)
-            mutate(out)
-            return out
 
-    model = InPlaceTail(3).eval()
+@pytest.mark.parametrize("mutate", [_add_one, _double, _zero_first_column])
+def test_output_layers_that_write_into_the_blocks_output_compile_plainly_with_one_warning(mutate, fresh_dynamo):
+    """A write into the value the body hands the output layers would, in the head's copy, land in block 0's
+    output, which the body still reads: such a graph is refused with its reason and compiled plainly."""
+    model = InPlaceTail(mutate, before=True).eval()
     x = torch.randn(4, 8)
     with pytest.warns(UserWarning) as warned, torch.no_grad():
         out = torch.compile(model, backend=fbc_backend(compiler="eager"), fullgraph=True)(x)
@@ -221,6 +258,27 @@ def test_output_layers_that_write_in_place_compile_plainly_with_one_warning(muta
     with torch.no_grad():
         torch.testing.assert_close(out, model(x))
     assert compilation_counter["fallbacks"] == 1
+
+
+def test_any_failure_to_split_falls_back_with_one_warning(fresh_dynamo):
+    """Whatever goes wrong while the graph is located, split or its pieces compiled (here an inner compiler that
+    takes whole dynamo graphs only), the graph is compiled as it is, with one warning that says why."""
+
+    def whole_graphs_only(gm, example_inputs):
+        if any(node.name.startswith(("fbc_", "input_")) for node in gm.graph.find_nodes(op="placeholder")):
+            raise RuntimeError("this compiler takes whole dynamo graphs only")
+        return gm.forward
+
+    spec = zoo.MODELS["wan"]
+    model = spec.build()
+    with pytest.warns(UserWarning) as warned, torch.no_grad():
+        out = torch.compile(model, backend=fbc_backend(compiler=whole_graphs_only), fullgraph=True)(**inputs_of(spec))
+        expected = model(**inputs_of(spec))
+    messages = [str(w.message) for w in warned if "fbc_compile" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert "splitting the graph failed (RuntimeError: this compiler takes whole dynamo graphs only)" in messages[0]
+    torch.testing.assert_close(out[0], expected[0])
+    assert compilation_counter["fallbacks"] == 1 and compilation_counter["split_graphs"] == 0
 
 
 def test_two_blocks_of_a_plain_model_split(fresh_dynamo):
