@@ -32,7 +32,7 @@ from torch._dynamo.utils import counters, detect_fake_mode, to_fake_tensor
 from . import diffusers_context
 from .cache import CachedGraph, CachedShapes, ContextStats, FirstBlockCache
 from .passes.locate import NoBlockSequence, locate_blocks
-from .passes.split import FirstBlockSplit, split_at_first_block, split_into_blocks, wired_pieces
+from .passes.split import FirstBlockSplit, reduction_groups, split_at_first_block, split_into_blocks, wired_pieces
 
 log = logging.getLogger("fbc_compile")
 
@@ -150,7 +150,8 @@ class FBCBackend:
             return self._compile_piece(gm, example_inputs)
         input_values = [node.meta.get("example_value") for node in gm.graph.find_nodes(op="placeholder")]
         cache = FirstBlockCache(lambda: self._threshold, self.stats, split.latent_inputs, split.instance_input,
-                                CachedShapes(split.cached, input_values))
+                                CachedShapes(split.cached[:-1] if split.groups else split.cached, input_values),
+                                across_ranks=bool(split.groups))
         diffusers_context.attach(module, cache)
         self._caches.add(cache)
         compilation_counter["split_graphs"] += 1
@@ -162,7 +163,7 @@ class FBCBackend:
         blocks = locate_blocks(gm, params, module)
         # Dynamo traces and guards grad mode per graph, and a graph traced with grad enabled never skips.
         split = split_at_first_block(gm, example_inputs, blocks, speculate=not torch.is_grad_enabled(),
-                                     latent_name=_first_argument(module))
+                                     latent_name=_first_argument(module), groups=reduction_groups(blocks))
         log.info("fbc: %d blocks (%s ... %s); pieces: head %d, body %d, tail %d nodes", len(blocks),
                  blocks[0].name, blocks[-1].name, *split.sizes)
         return split

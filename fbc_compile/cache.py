@@ -99,6 +99,11 @@ class CachedShapes:
         return tuple(torch.zeros(shape, dtype=dtype, device=device)
                      for shape, (dtype, device) in zip(shapes, self._dtype_devices))
 
+    def votes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A rank's vote to compute, no and yes, on the residual's device, made once."""
+        device = self._dtype_devices[0][1]
+        return torch.zeros((), device=device), torch.ones((), device=device)
+
 
 class ModelState:
     """The cache state of one model instance: its contexts and where its denoising loop is.
@@ -126,8 +131,12 @@ class FirstBlockCache:
     """
 
     def __init__(self, threshold: Callable[[], float], stats: dict[str, ContextStats],
-                 latent_inputs: Sequence[int], instance_input: int | None, shapes: CachedShapes) -> None:
+                 latent_inputs: Sequence[int], instance_input: int | None, shapes: CachedShapes,
+                 across_ranks: bool = False) -> None:
         self._threshold = threshold
+        # Under context parallelism the head also takes this rank's vote to compute and returns the norm over all
+        # ranks, infinite if any rank voted: the guard reads it on every call, so every rank decides alike.
+        self._votes = shapes.votes() if across_ranks else None
         self._stats = stats
         self._latent_inputs = tuple(latent_inputs)
         self._instance_input = instance_input
@@ -166,17 +175,20 @@ class FirstBlockCache:
         shapes = self._shapes(args)
         stored = cache.residuals
         self.comparable = bool(stored) and all(t.shape == shape for t, shape in zip(stored, shapes))
-        return stored if self.comparable else self._shapes.zeros(shapes)
+        cached = stored if self.comparable else self._shapes.zeros(shapes)
+        if self._votes is not None:
+            cached += (self._votes[not self.comparable or torch.is_grad_enabled()],)
+        return cached
 
     def should_compute(self, diff: torch.Tensor) -> bool:
         """The guard: ``diff`` is the head's difference norm of block 0's residual against what ``enter`` gave."""
-        if torch.is_grad_enabled():
+        if self._votes is None and (torch.is_grad_enabled() or not self.comparable):
             compute, diff = True, None  # caching is for inference: never change what autograd sees
-        elif not self.comparable:
-            compute, diff = True, None
         else:
             diff = diff.item()
             compute = not diff <= self._threshold()  # NaN compares False: a non-finite diff computes
+            if not self.comparable:
+                diff = None  # (across ranks: this rank voted to compute, having nothing to compare with)
         stats = self._stats.get(self.context)
         if stats is None:
             stats = self._stats[self.context] = ContextStats()

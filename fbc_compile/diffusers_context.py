@@ -34,21 +34,36 @@ __all__ = ["attach", "compiled_module"]
 
 
 def compiled_module(gm: fx.GraphModule) -> torch.nn.Module | None:
-    """The ``nn.Module`` whose ``forward`` dynamo is compiling into ``gm``, if it can be found."""
+    """The ``nn.Module`` whose ``forward`` dynamo is compiling into ``gm``, if it can be found.
+
+    Dynamo names where each parameter of the graph came from, starting at a local of the frame it compiles:
+    ``L['self'].transformer_blocks...`` for the model's own ``forward``, or, where a diffusers hook wraps it
+    (context parallelism registers some), ``L['function_reference'].forward.__self__.transformer_blocks...``.
+    The model is the first module on that path."""
     try:
-        from torch._dynamo.symbolic_convert import InstructionTranslator
         from torch._dynamo.source import LocalSource
+        from torch._dynamo.symbolic_convert import InstructionTranslator
 
         tx = InstructionTranslator.current_tx()
     except Exception:  # not inside dynamo (a graph passed to the backend by hand), or a torch without this
         return None
     for node in gm.graph.find_nodes(op="placeholder"):
-        source = getattr(node, "_dynamo_source", None)
-        while source is not None and not isinstance(source, LocalSource):
+        chain, source = [], getattr(node, "_dynamo_source", None)
+        while source is not None:
+            chain.append(source)
             source = getattr(source, "base", None)
-        module = tx.f_locals.get(source.local_name) if source is not None else None
-        if isinstance(module, torch.nn.Module):
-            return module
+        if not chain or not isinstance(chain[-1], LocalSource) or chain[-1].local_name not in tx.f_locals:
+            continue
+        value = tx.f_locals[chain[-1].local_name]
+        for source in reversed(chain[:-1]):
+            if isinstance(value, torch.nn.Module):
+                return value
+            try:
+                value = eval(source._name_template.format("value"), {}, {"value": value})
+            except Exception:
+                break
+        if isinstance(value, torch.nn.Module):
+            return value
     return None
 
 

@@ -48,6 +48,7 @@ def inputs_of(spec, batch=1, seed=0):
     "L['self']._modules['transformer_blocks']._modules['0'].attn",
     'L["self"]._modules["transformer_blocks"]._modules["0"].attn',
     "self.transformer_blocks.0.attn",
+    "L['function_reference'].forward.__self__.__dict__['_modules']['transformer_blocks'].0.attn",
 ])
 def test_module_path_reads_every_spelling(spelling):
     assert module_path(spelling) == ("transformer_blocks", "0", "attn")

@@ -1,4 +1,4 @@
-"""The fused residual_diff: the Triton kernels under the CPU interpreter, and the custom op."""
+"""The fused residual_diff and residual_sums: the Triton kernels under the CPU interpreter, and the custom ops."""
 
 import os
 
@@ -10,7 +10,7 @@ import torch  # noqa: E402
 
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 
-from fbc_compile.kernels import residual_diff, residual_diff_triton  # noqa: E402
+from fbc_compile.kernels import residual_diff, residual_diff_triton, residual_sums, residual_sums_triton  # noqa: E402
 from fbc_compile.kernels.residual_diff import _partial_sums_kernel  # noqa: E402
 
 # What counts is whether the kernels were defined under the interpreter, not the variable now.
@@ -22,8 +22,8 @@ needs_interpreter = pytest.mark.skipif(
 # The interpreter divides with numpy, which warns on x/0 and 0/0; those are the point.
 pytestmark = pytest.mark.filterwarnings("ignore:divide by zero", "ignore:invalid value")
 
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# fp32 accumulation of at most ~4*10**6 terms (2048 lanes, each a short sequential run,
+DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+# fp32 accumulation (fp64 for float64) of at most ~4*10**6 terms (2048 lanes, each a short sequential run,
 # then a tree): the measured error is below 2e-7 for every case here, for all three
 # dtypes, because the reference is computed in float64 from the same low-precision
 # values, leaving only accumulation error. 1e-5 keeps a 50x margin.
@@ -68,6 +68,23 @@ def test_triton_matches_float64_reference(n, dtype):
     result = residual_diff_triton(c, p)
     assert result.shape == () and result.dtype == torch.float32 and result.device == c.device
     assert _rel_err(result, _reference(c, p)) < RTOL
+
+
+def _reference_sums(c, p):
+    return ((c.double() - p.double()).abs().sum().item(), p.double().abs().sum().item())
+
+
+@pytest.mark.parametrize("fn", [residual_sums, pytest.param(residual_sums_triton, marks=needs_interpreter)],
+                         ids=["op", "triton"])
+@pytest.mark.parametrize("n,dtype", [(1, torch.float32), (4096, torch.bfloat16), (2**20 + 3, torch.float16),
+                                     (2**20 + 3, torch.float64)], ids=lambda v: str(v))
+def test_sums_match_float64_reference(fn, n, dtype):
+    """The two sums a rank contributes under context parallelism, each to float64's value."""
+    c, p = _pair(n, dtype, seed=n)
+    result = fn(c, p)
+    assert result.shape == (2,) and result.dtype == torch.float32
+    for got, expected in zip(result.tolist(), _reference_sums(c, p)):
+        assert abs(got - expected) <= RTOL * abs(expected)
 
 
 @needs_interpreter
@@ -121,13 +138,14 @@ def _invalid():
         "shape": (x, torch.randn(6, 4), ValueError, ["(4, 6)", "(6, 4)"]),
         "dtype": (x, x.half(), ValueError, ["torch.float32", "torch.float16"]),
         "empty": (torch.empty(0, 3), torch.empty(0, 3), ValueError, ["(0, 3)"]),
-        "unsupported": (x.double(), x.double(), TypeError, ["torch.float64", "torch.bfloat16"]),
+        "unsupported": (x.int(), x.int(), TypeError, ["torch.int32", "torch.float64", "torch.bfloat16"]),
         "device": (x, x.to("meta"), ValueError, ["cpu", "meta"]),
     }
 
 
 @pytest.mark.parametrize("case", list(_invalid()))
-@pytest.mark.parametrize("fn", [residual_diff, residual_diff_triton], ids=["op", "triton"])
+@pytest.mark.parametrize("fn", [residual_diff, residual_diff_triton, residual_sums, residual_sums_triton],
+                         ids=["op", "triton", "sums_op", "sums_triton"])
 def test_invalid_inputs(case, fn):
     c, p, error, fragments = _invalid()[case]
     with pytest.raises(error) as info:
@@ -150,6 +168,9 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.fbc_compile.residual_diff.default, (c.cpu(), p.cpu()))
     c16, p16 = _pair(77, torch.bfloat16)
     torch.library.opcheck(torch.ops.fbc_compile.residual_diff.default, (c16.cpu(), p16.cpu()))
+    torch.library.opcheck(torch.ops.fbc_compile.residual_sums.default, (c.cpu(), p.cpu()))
+    c64, p64 = _pair(77, torch.float64)
+    torch.library.opcheck(torch.ops.fbc_compile.residual_diff.default, (c64.cpu(), p64.cpu()))
 
 
 def test_traces_into_compiled_graph():

@@ -2,7 +2,12 @@
 
 Eager PyTorch reads `r` and `r_prev` for the subtraction, writes and re-reads the
 difference, then reads `r_prev` again for the denominator: about three times the
-bytes this needs. The kernel reads each input once and keeps both sums in float32.
+bytes this needs. The kernel reads each input once and keeps both sums in float32
+(float64 for float64 inputs).
+
+Two ops: `residual_diff` returns the ratio; `residual_sums` returns the two sums,
+`sum|r - r_prev|` and `sum|r_prev|`, for a residual sharded over ranks (context
+parallelism), whose sums are all-reduced before they are divided.
 
 Determinism: the reduction is a fixed two-stage tree. Stage 1 gives every program a
 contiguous chunk and writes its two partial sums to a float32 buffer (no atomics);
@@ -19,7 +24,7 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 # Sized for occupancy, since the kernel is memory-bound: 2048 elements per iteration over 8
 # warps is 8 per thread per input (one or two 16-byte loads each) and, per ptxas for sm_90,
@@ -38,18 +43,18 @@ NUM_WARPS = 8
 @triton.jit
 def _partial_sums_kernel(
     current_ptr, previous_ptr, partials_ptr, n, blocks_per_program, num_programs,
-    BLOCK: tl.constexpr,
+    BLOCK: tl.constexpr, ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
     # int64 so inputs past 2**31 elements do not wrap.
     start = pid.to(tl.int64) * blocks_per_program * BLOCK
-    acc_diff = tl.zeros([BLOCK], dtype=tl.float32)
-    acc_prev = tl.zeros([BLOCK], dtype=tl.float32)
+    acc_diff = tl.zeros([BLOCK], dtype=ACC)
+    acc_prev = tl.zeros([BLOCK], dtype=ACC)
     for i in range(blocks_per_program):
         offsets = start + i * BLOCK + tl.arange(0, BLOCK)
         mask = offsets < n
-        c = tl.load(current_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-        p = tl.load(previous_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        c = tl.load(current_ptr + offsets, mask=mask, other=0.0).to(ACC)
+        p = tl.load(previous_ptr + offsets, mask=mask, other=0.0).to(ACC)
         acc_diff += tl.abs(c - p)
         acc_prev += tl.abs(p)
     tl.store(partials_ptr + pid, tl.sum(acc_diff, axis=0))
@@ -57,14 +62,18 @@ def _partial_sums_kernel(
 
 
 @triton.jit
-def _finish_kernel(partials_ptr, out_ptr, num_programs, MAX_PROGRAMS: tl.constexpr):
+def _finish_kernel(partials_ptr, out_ptr, num_programs, MAX_PROGRAMS: tl.constexpr, DIVIDE: tl.constexpr):
     offsets = tl.arange(0, MAX_PROGRAMS)
     mask = offsets < num_programs
     diff = tl.sum(tl.load(partials_ptr + offsets, mask=mask, other=0.0), axis=0)
     prev = tl.sum(tl.load(partials_ptr + num_programs + offsets, mask=mask, other=0.0), axis=0)
-    # IEEE division (not the approximate default): x/0 -> inf and 0/0 -> nan, so a zero
-    # or non-finite residual never reads as a small finite change.
-    tl.store(out_ptr, tl.math.div_rn(diff, prev))
+    if DIVIDE:
+        # IEEE division (not the approximate default): x/0 -> inf and 0/0 -> nan, so a zero
+        # or non-finite residual never reads as a small finite change.
+        tl.store(out_ptr, tl.math.div_rn(diff.to(tl.float32), prev.to(tl.float32)))
+    else:
+        tl.store(out_ptr, diff.to(tl.float32))
+        tl.store(out_ptr + 1, prev.to(tl.float32))
 
 
 def check_inputs(current: torch.Tensor, previous: torch.Tensor) -> None:
@@ -89,7 +98,7 @@ def check_inputs(current: torch.Tensor, previous: torch.Tensor) -> None:
         raise ValueError(f"residual_diff needs non-empty tensors, got shape {tuple(current.shape)}")
 
 
-def _launch(current: torch.Tensor, previous: torch.Tensor, wrap) -> torch.Tensor:
+def _launch(current: torch.Tensor, previous: torch.Tensor, wrap, divide: bool) -> torch.Tensor:
     # Non-contiguous inputs are copied: the kernel indexes flat memory. The residual the
     # guard passes is contiguous, where .contiguous() is a no-op.
     current = current.contiguous()
@@ -98,25 +107,38 @@ def _launch(current: torch.Tensor, previous: torch.Tensor, wrap) -> torch.Tensor
     num_blocks = triton.cdiv(n, BLOCK)
     blocks_per_program = triton.cdiv(num_blocks, MAX_PROGRAMS)
     num_programs = triton.cdiv(num_blocks, blocks_per_program)
-    partials = torch.empty(2 * num_programs, dtype=torch.float32, device=current.device)
-    out = torch.empty((), dtype=torch.float32, device=current.device)
+    accumulate = torch.float64 if current.dtype == torch.float64 else torch.float32
+    partials = torch.empty(2 * num_programs, dtype=accumulate, device=current.device)
+    out = torch.empty(() if divide else (2,), dtype=torch.float32, device=current.device)
     wrap(_partial_sums_kernel)[(num_programs,)](
         current, previous, partials, n, blocks_per_program, num_programs,
-        BLOCK=BLOCK, num_warps=NUM_WARPS,
+        BLOCK=BLOCK, ACC=tl.float64 if accumulate == torch.float64 else tl.float32, num_warps=NUM_WARPS,
     )
-    wrap(_finish_kernel)[(1,)](partials, out, num_programs, MAX_PROGRAMS=MAX_PROGRAMS, num_warps=4)
+    wrap(_finish_kernel)[(1,)](partials, out, num_programs, MAX_PROGRAMS=MAX_PROGRAMS, DIVIDE=divide, num_warps=4)
     return out
 
 
+def _sums(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    accumulate = torch.float64 if current.dtype == torch.float64 else torch.float32
+    previous = previous.to(accumulate)
+    return torch.stack([(current.to(accumulate) - previous).abs().sum(), previous.abs().sum()])
+
+
 def _reference(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-    previous = previous.float()
-    return (current.float() - previous).abs().sum() / previous.abs().sum()
+    diff, prev = _sums(current, previous)
+    return (diff / prev).float()
 
 
 def residual_diff_triton(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     """The Triton kernels called directly, without dispatch: the interpreter tests use this."""
     check_inputs(current, previous)
-    return _launch(current, previous, wrap=lambda kernel: kernel)
+    return _launch(current, previous, wrap=lambda kernel: kernel, divide=True)
+
+
+def residual_sums_triton(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """``residual_sums``' Triton kernels called directly, without dispatch."""
+    check_inputs(current, previous)
+    return _launch(current, previous, wrap=lambda kernel: kernel, divide=False)
 
 
 @triton_op("fbc_compile::residual_diff", mutates_args=())
@@ -133,10 +155,26 @@ def residual_diff(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor
     # bypass the CPU kernel registered below; CPU tensors must not reach Triton here.
     if current.device.type == "cpu":
         return _reference(current, previous)
-    return _launch(current, previous, wrap=wrap_triton)
+    return _launch(current, previous, wrap=wrap_triton, divide=True)
 
 
 @residual_diff.register_kernel("cpu")
 def _residual_diff_cpu(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     check_inputs(current, previous)
     return _reference(current, previous)
+
+
+@triton_op("fbc_compile::residual_sums", mutates_args=())
+def residual_sums(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """`[sum|current - previous|, sum|previous|]` as a float32 tensor of 2: ``residual_diff``'s two sums,
+    for a residual sharded over ranks, whose sums are added across ranks before the division."""
+    check_inputs(current, previous)
+    if current.device.type == "cpu":
+        return _sums(current, previous).float()
+    return _launch(current, previous, wrap=wrap_triton, divide=False)
+
+
+@residual_sums.register_kernel("cpu")
+def _residual_sums_cpu(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    check_inputs(current, previous)
+    return _sums(current, previous).float()

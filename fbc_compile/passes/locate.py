@@ -59,12 +59,15 @@ def module_path(spelling: str) -> tuple[str, ...]:
         L['self'].__dict__['_modules']['transformer_blocks'].0.attn
         L['self'].transformer_blocks[0].attn
         L['self']._modules['transformer_blocks']._modules['0'].attn
+        L['function_reference'].forward.__self__.__dict__['_modules']['transformer_blocks'].0.attn   (under a hook)
     """
     rest = _ROOT.sub("", spelling.strip(), count=1)
     parts = []
     for match in _COMPONENT.finditer(rest):
         part = next(group for group in match.groups() if group is not None)
-        if part not in _CONTAINERS:
+        if part == "__self__":  # the module a bound method belongs to (diffusers' hooks call forward.__self__)
+            parts.clear()
+        elif part not in _CONTAINERS:
             parts.append(part)
     return tuple(parts)
 
@@ -120,12 +123,27 @@ def _block_calls(gm: fx.GraphModule, root: torch.nn.Module | None) -> dict[tuple
     lists: dict[tuple[str, ...], list[Block]] = {}
     for (path, index), (nodes, module_cls) in longest.items():
         if _is_module_list(root, path):
-            lists.setdefault(path, []).append(Block(".".join((*path, str(index))), module_cls, nodes))
+            lists.setdefault(path, []).append(Block(".".join((*path, str(index))), module_cls, _unsplit(nodes)))
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     for blocks in lists.values():
         blocks.sort(key=lambda block: order[block.nodes[0]])
     # A block sequence repeats one block class; a Sequential of assorted layers is not one.
     return {path: blocks for path, blocks in lists.items() if len({block.module_cls for block in blocks}) == 1}
+
+
+# Ops that take a rank's shard of a tensor: chunk(world)[rank], as diffusers' context parallelism does.
+_SHARDING = frozenset(("chunk", "split", "tensor_split", "narrow", "getitem", "contiguous"))
+
+
+def _unsplit(nodes: list[fx.Node]) -> list[fx.Node]:
+    """A block call without the ops it begins with that only take a shard of its inputs: context parallelism
+    shards the hidden states in a hook on block 0 (Wan, QwenImage), which dynamo records inside the block. The
+    shard is the stream block 0 carries, and what block 1 receives."""
+    members, start = set(nodes), 0
+    while start < len(nodes) and getattr(nodes[start].target, "__name__", nodes[start].target) in _SHARDING and all(
+            arg not in members or nodes.index(arg) < start for arg in nodes[start].all_input_nodes):
+        start += 1
+    return nodes[start:]
 
 
 def locate_blocks(gm: fx.GraphModule, params: set[fx.Node] = frozenset(),

@@ -51,7 +51,7 @@ from .. import kernels  # noqa: F401  defines torch.ops.fbc_compile.residual_dif
 from .locate import Block, NoBlockSequence
 from .streams import mutates_in_place, value
 
-__all__ = ["FirstBlockSplit", "Wiring", "split_at_first_block", "split_into_blocks", "wired_pieces"]
+__all__ = ["FirstBlockSplit", "Wiring", "reduction_groups", "split_at_first_block", "split_into_blocks", "wired_pieces"]
 
 HEAD, BODY, TAIL = 0, 1, 2
 BLOCK_INDEX = "fbc_block_index"  # node.meta key: which body block a node belongs to
@@ -81,7 +81,9 @@ class Wiring:
 class FirstBlockSplit:
     """The three pieces, how they are wired, and what the runtime needs to know about the graph's inputs.
 
-    ``cached`` are example values of the tensors the head takes after the graph's inputs. ``latent_inputs`` are
+    ``cached`` are example values of the tensors the head takes after the graph's inputs; where the blocks
+    communicate over ``groups`` (context parallelism), the last of them is this rank's vote to compute, which the
+    head adds up over the ranks with the two sums of the difference norm (``_decide_across_ranks``). ``latent_inputs`` are
     the graph-input positions that block 0's hidden states derive from (the latents); ``instance_input`` is the
     position of a parameter, whose identity tells model instances apart.
     """
@@ -91,18 +93,19 @@ class FirstBlockSplit:
     cached: list[torch.Tensor]
     latent_inputs: tuple[int, ...]
     instance_input: int | None
+    groups: tuple[str, ...] = ()
 
     @property
     def sizes(self) -> tuple[int, ...]:
         return tuple(sum(n.op not in ("placeholder", "output") for n in piece.graph.nodes) for piece in self.pieces)
 
 
-def _call(graph: fx.Graph, target, *args: fx.Node) -> fx.Node:
+def _call(graph: fx.Graph, target, *args) -> fx.Node:
     """A new ``target(*args)`` node carrying its example value, as dynamo's nodes do: AOTAutograd's cache refuses
     a piece in which an op is applied to a node without one (it cannot tell it is a tensor)."""
     node = graph.call_function(target, args)
-    values = [value(arg) for arg in args]
-    with values[0].fake_mode:
+    values = fx.map_arg(args, value)
+    with next(value(arg) for arg in node.all_input_nodes).fake_mode:
         node.meta["example_value"] = target(*values)
     return node
 
@@ -288,8 +291,43 @@ def _latent_inputs(gm: fx.GraphModule, example_inputs, hidden_in: fx.Node, laten
     )
 
 
-def _cached_input(graph: fx.Graph, name: str, like: fx.Node) -> fx.Node:
-    """A new last graph input for a tensor the guard hands in from the cache, contiguous and shaped like ``like``.
+def _decide_across_ranks(graph: fx.Graph, residual: fx.Node, previous: fx.Node, vote: fx.Node,
+                         groups: tuple[str, ...]) -> fx.Node:
+    """The difference norm every rank reads the same: under context parallelism each rank holds a shard of the
+    residual, and ranks that decided alone would disagree (one skipping the blocks while another waits in their
+    collectives: a hang). So the head adds up, over the ranks, ``sum|r - r_prev|``, ``sum|r_prev|`` and this
+    rank's vote to compute (a rank-local reason: nothing comparable stored, grad mode), in one all-reduce per
+    group, and divides. A vote from any rank makes the norm infinite: every rank computes. A group over which
+    the residual is replicated scales both sums alike, so the ratio stays right."""
+    sums = _call(graph, torch.ops.fbc_compile.residual_sums.default, residual, previous)
+    total = _call(graph, torch.ops.aten.cat.default, [sums, _call(graph, torch.ops.aten.view.default, vote, [1])])
+    for group in groups:
+        total = _call(graph, torch.ops._c10d_functional.all_reduce.default, total, "sum", group)
+        total = _call(graph, torch.ops._c10d_functional.wait_tensor.default, total)
+    at = [_call(graph, torch.ops.aten.select.int, total, 0, i) for i in range(3)]
+    ratio = _call(graph, torch.ops.aten.div.Tensor, at[0], at[1])
+    return _call(graph, torch.ops.aten.masked_fill.Scalar, ratio, _call(graph, torch.ops.aten.gt.Scalar, at[2], 0),
+                 float("inf"))
+
+
+def reduction_groups(blocks: list[Block]) -> tuple[str, ...]:
+    """The process groups the blocks communicate over (their functional collectives' group names), reduced to
+    the one whose ranks hold all others' where there is one (a 2-D mesh's flattened group), else all of them."""
+    names = sorted({node.args[-1] for block in blocks for node in block.nodes
+                    if isinstance(node.target, (torch._ops.OpOverload, torch._ops.OpOverloadPacket))
+                    and str(node.target).startswith("_c10d_functional.") and isinstance(node.args[-1], str)})
+    if len(names) < 2:
+        return tuple(names)
+    from torch.distributed import distributed_c10d as c10d
+
+    ranks = {name: set(c10d.get_process_group_ranks(c10d._resolve_process_group(name))) for name in names}
+    widest = max(names, key=lambda name: len(ranks[name]))
+    return (widest,) if all(ranks[name] <= ranks[widest] for name in names) else tuple(names)
+
+
+def _cached_input(graph: fx.Graph, name: str, like: fx.Node, shape: tuple | None = None) -> fx.Node:
+    """A new last graph input for a tensor the guard hands in from the cache, contiguous and shaped like ``like``
+    (or a float32 of ``shape``).
 
     The guard must know its shape before the head runs, from the call's inputs: a size dynamo only learns from
     tensor data (an unbacked size, from ``.item()``) cannot be known then."""
@@ -298,7 +336,8 @@ def _cached_input(graph: fx.Graph, name: str, like: fx.Node) -> fx.Node:
         raise NoBlockSequence(f"the size of {like.name} {tuple(fake.shape)} depends on tensor data, so the cache "
                               f"cannot hand the head its residual before the head runs")
     with fake.fake_mode:
-        example = torch.empty(fake.shape, dtype=fake.dtype, device=fake.device)
+        example = torch.empty(fake.shape if shape is None else shape, device=fake.device,
+                              dtype=fake.dtype if shape is None else torch.float32)
     with graph.inserting_after(list(graph.find_nodes(op="placeholder"))[-1]):
         node = graph.placeholder(name)
     node.meta["example_value"] = example
@@ -355,11 +394,13 @@ def _order_by_partition(gm: fx.GraphModule, partition: dict[fx.Node, int]) -> No
 
 
 def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[Block], speculate: bool = True,
-                         latent_name: str = "hidden_states") -> FirstBlockSplit:
+                         latent_name: str = "hidden_states", groups: tuple[str, ...] = ()) -> FirstBlockSplit:
     """Split a copy of ``original`` at the end of block 0 and at the end of the last block.
 
-    ``latent_name`` is the model's argument that carries the latents. ``speculate=False`` leaves out a skipped call's outputs, the tail residuals and the cached tensors they need,
-    for a graph that never skips: one traced with grad enabled.
+    ``latent_name`` is the model's argument that carries the latents; ``groups`` are the process groups over which
+    ranks must agree on the decision (``reduction_groups``). ``speculate=False`` leaves out a skipped call's
+    outputs, the tail residuals and the cached tensors they need, for a graph that never skips: one traced with
+    grad enabled.
     """
     gm, blocks = _copy(original, blocks)
     partition = _assign_partitions(gm, blocks)
@@ -383,16 +424,24 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
         residual = _call(graph, operator.sub, hidden_out, hidden_in)
     with graph.inserting_after(residual):
         detached = _call(graph, torch.ops.aten.detach.default, residual)  # the norm is for the guard, not autograd
-    # The cached tensors the head takes: r_prev, and one tail residual per value the body hands on. Contiguous
-    # (the guard stores them so, or passes zeros), of the symbolic shapes of the values they stand for.
+    # The cached tensors the head takes: r_prev, one tail residual per value the body hands on, and under context
+    # parallelism this rank's vote. Contiguous (the guard stores them so, or passes zeros), of the symbolic shapes
+    # of the values they stand for.
     cached = [_cached_input(graph, "fbc_previous_residual", hidden_out)]
-    with graph.inserting_after(detached):
-        diff = _call(graph, torch.ops.fbc_compile.residual_diff.default, detached, cached[0])
-    partition.update({residual: HEAD, detached: HEAD, diff: HEAD})
-    skip_outputs, tail_residuals = [], []
     if speculate:
         cached += [_cached_input(graph, f"fbc_tail_residual_{i}", out) for i, out in enumerate(handed_on)]
-        skip_outputs, identity = _speculate_skip(gm, blocks, partition, handed_on, cached[1:])
+    if groups:
+        cached.append(_cached_input(graph, "fbc_vote", hidden_out, shape=()))
+    with graph.inserting_before(detached.next):  # (each new node after the last: in the order they are made)
+        if groups:
+            diff = _decide_across_ranks(graph, detached, cached[0], cached[-1], groups)
+        else:
+            diff = _call(graph, torch.ops.fbc_compile.residual_diff.default, detached, cached[0])
+    partition.update({node: HEAD for node in graph.nodes if node.op not in ("placeholder", "output")
+                      and node not in partition})  # the residual, its norm and what it takes
+    skip_outputs, tail_residuals = [], []
+    if speculate:
+        skip_outputs, identity = _speculate_skip(gm, blocks, partition, handed_on, cached[1:1 + len(handed_on)])
         with graph.inserting_before(output):
             for out, same in zip(handed_on, identity):
                 tail_residuals.append(_call(graph, operator.sub, out, same))
@@ -416,7 +465,7 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
                           None)
     pieces = tuple(getattr(split, call.target) for call in split.graph.find_nodes(op="call_module"))
     return FirstBlockSplit(pieces, wiring, [value(node) for node in cached],
-                           _latent_inputs(gm, example_inputs, hidden_in, latent), instance_input)
+                           _latent_inputs(gm, example_inputs, hidden_in, latent), instance_input, groups)
 
 
 def wired_pieces(split: fx.GraphModule) -> tuple[list[fx.GraphModule], list[tuple[int, ...]], dict[fx.Node, int]]:
