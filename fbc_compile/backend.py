@@ -16,21 +16,24 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
+import weakref
 import logging
 import math
 import numbers
 import warnings
-import weakref
 from collections import Counter
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.fx as fx
 from torch._dynamo.backends.distributed import DDPOptimizerContext
+from torch._dynamo.source import DictGetItemSource, GetItemSource, LocalSource
 from torch._dynamo.utils import counters, detect_fake_mode, to_fake_tensor
 
 from . import diffusers_context
-from .cache import CachedGraph, CachedShapes, ContextStats, FirstBlockCache
+from .cache import CachedGraph, CachedShapes, FirstBlockCache, Stats
+from .state import ModelStates
 from .passes.locate import NoBlockSequence, locate_blocks
 from .passes.split import FirstBlockSplit, reduction_groups, split_at_first_block, split_into_blocks, wired_pieces
 
@@ -42,13 +45,13 @@ __all__ = ["FBCBackend", "fbc_backend", "compilation_counter", "COMPILERS"]
 compilation_counter: Counter = Counter()
 
 COMPILERS = ("inductor", "eager")
-MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", None)
 _OPTIONS = ("threshold", "compiler")
 
 
 def _check_threshold(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"threshold must be a real number >= 0, got {type(value).__name__} {value!r}")
+        raise TypeError(f"threshold must be a real number >= 0, got {value!r}")
     if math.isnan(value) or value < 0:
         raise ValueError(f"threshold must be a real number >= 0 (0 disables skipping), got {value!r}")
     return float(value)
@@ -97,9 +100,16 @@ class FBCBackend:
                  mode: str | None = None, options: dict | None = None) -> None:
         self.threshold = threshold
         self.compiler = _check_compiler(compiler)
-        self.stats: dict[str, ContextStats] = {}
-        self._caches: weakref.WeakSet[FirstBlockCache] = weakref.WeakSet()  # alive while dynamo keeps the graph
+        self.stats = Stats()
+        self._states = ModelStates()  # per model instance, shared by every graph this backend compiles
+        self._states.on_new = lambda param, state: self._follow_contexts(
+            diffusers_context.module_holding(param), state)
         self._configure(mode, options)
+
+    def __deepcopy__(self, memo: dict) -> FBCBackend:
+        """``copy.deepcopy(compiled_model)`` copies the model and keeps this backend: the copy's calls reach it
+        (its threshold, ``stats`` and ``reset()``), with state of their own, as for any other instance."""
+        return self
 
     @property
     def threshold(self) -> float:
@@ -115,7 +125,7 @@ class FBCBackend:
         if not isinstance(mode, (str, type(None))):
             raise TypeError(f"mode must be a string or None, got {type(mode).__name__}")
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))} or None, got {mode!r}")
+            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
         options = dict(options or {})
         if "threshold" in options:
             self.threshold = options.pop("threshold")
@@ -125,9 +135,21 @@ class FBCBackend:
 
     def reset(self) -> None:
         """Drop all cache state and statistics; the cached tensors are freed here."""
-        for cache in self._caches:
-            cache.reset()
+        self._states.clear()
         self.stats.clear()
+
+    def _follow_contexts(self, module: torch.nn.Module | None, state) -> None:
+        """Let a diffusers model's cache contexts name ``state``'s contexts, and its pipeline's end-of-call reset
+        forget them (that instance's only) and start the statistics' new generation."""
+
+        stats, state = self.stats, weakref.ref(state)  # the model's hook must not keep a reloaded model's state
+
+        def reset() -> None:
+            if state() is not None:
+                state().clear()
+            stats.end_generation()
+
+        diffusers_context.attach(module, state(), reset)
 
     def __call__(self, gm: fx.GraphModule, example_inputs: list, mode: str | None = None,
                  options: dict | None = None) -> Callable:
@@ -146,14 +168,15 @@ class FBCBackend:
             if not isinstance(reason, NoBlockSequence):
                 log.info("fbc: the split failed", exc_info=True)
                 reason = f"splitting the graph failed ({type(reason).__name__}: {reason})"
-            warnings.warn(f"fbc_compile: {reason}; compiling the graph without First Block Cache", stacklevel=2)
+            warnings.warn(f"fbc_compile: {reason}; compiling the graph without First Block Cache{_fragment()}",
+                          stacklevel=2)
             return self._compile_piece(gm, example_inputs)
         input_values = [node.meta.get("example_value") for node in gm.graph.find_nodes(op="placeholder")]
-        cache = FirstBlockCache(lambda: self._threshold, self.stats, split.latent_inputs, split.instance_input,
+        cache = FirstBlockCache(lambda: self._threshold, self.stats, self._states,
+                                _conditions(gm, example_inputs, module), split.instance_input,
                                 CachedShapes(split.cached[:-1] if split.groups else split.cached, input_values),
                                 across_ranks=bool(split.groups))
-        diffusers_context.attach(module, cache)
-        self._caches.add(cache)
+        self._follow_contexts(module, self._states.get(example_inputs[split.instance_input]))
         compilation_counter["split_graphs"] += 1
         return CachedGraph(split.wiring, pieces, cache)
 
@@ -215,6 +238,63 @@ class FBCBackend:
                                  [compile_piece, compile_body, compile_piece])
 
 
+def _fragment() -> str:
+    """Why the graph of a model with blocks holds none of them, where that is so: when dynamo compiles a submodule
+    of a model whose own ``forward`` runs eagerly (found on the stack)."""
+    try:
+        compiling = torch._dynamo.symbolic_convert.InstructionTranslator.current_tx().f_locals.get("self")
+    except Exception:
+        return ""
+    frame = inspect.currentframe()
+    while frame is not None:
+        model = frame.f_locals.get("self")
+        if isinstance(model, torch.nn.Module) and model is not compiling and any(
+                isinstance(child, torch.nn.ModuleList) and len(child) > 1 for child in model.children()) and any(
+                module is compiling for module in model.modules()):
+            if frame.f_code in torch._dynamo.utils.orig_code_map:
+                return ""  # the model's code runs under dynamo, cut into several graphs (fullgraph=False)
+            return (f". The graph is one call inside {type(model).__name__}.{frame.f_code.co_name}, which runs "
+                    f"without dynamo: every diffusers transformer shares one `forward`, and once another "
+                    f"torch.compile of the class broke a graph in it (diffusers' cache hooks do), dynamo gives it up "
+                    f"for every backend. Compile each model class one way per process, or call "
+                    f"torch._dynamo.reset() before compiling it again")
+        frame = frame.f_back
+    return ""
+
+
+# Arguments that change every step rather than per branch: the time (timestep, timesteps, r_timestep, ...).
+_PER_STEP = re.compile(r"^(t|sigmas?)$|time")
+
+
+def _conditions(gm: fx.GraphModule, example_inputs: list, module: torch.nn.Module | None) -> tuple[int, ...]:
+    """The graph inputs that name a call's implicit context (``state.py``): the model's tensor arguments but its
+    latents (the first) and its time, by the name dynamo's sources give them (``kwargs['encoder_hidden_states']``,
+    or ``args[i]`` for the i-th parameter of ``forward``). Parameters and buffers come from the module, not from
+    the call. A graph dynamo cut out of the middle of the model (``fullgraph=False``) takes intermediate values,
+    new every call: it has none, and all its calls share one implicit context."""
+    try:
+        if "resume_in" in torch._dynamo.symbolic_convert.InstructionTranslator.current_tx().f_code.co_name:
+            return ()
+    except Exception:
+        pass
+    names = list(inspect.signature(module.forward).parameters) if module is not None else []
+    conditions = []
+    for i, (node, value) in enumerate(zip(gm.graph.find_nodes(op="placeholder"), example_inputs)):
+        source = getattr(node, "_dynamo_source", None)
+        base = getattr(source, "base", None)
+        name = None
+        if isinstance(source, LocalSource):
+            name = source.local_name
+        elif isinstance(base, LocalSource) and isinstance(source, DictGetItemSource) and base.local_name == "kwargs":
+            name = source.index
+        elif isinstance(base, LocalSource) and isinstance(source, GetItemSource) and base.local_name == "args":
+            name = names[source.index] if source.index < len(names) else None
+        if (isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter) and isinstance(name, str)
+                and name != (names[0] if names else "hidden_states") and not _PER_STEP.search(name)):
+            conditions.append(i)
+    return tuple(conditions)
+
+
 def _first_argument(module: torch.nn.Module | None) -> str:
     """The name of the module's first ``forward`` argument: the latents, in every diffusion transformer."""
     try:
@@ -260,8 +340,10 @@ def fbc_backend(threshold: float = 0.05, *, compiler: str | Callable = "inductor
     return FBCBackend(threshold, compiler=compiler, mode=mode, options=options)
 
 
-@torch._dynamo.register_backend(name="fbc")
-def _registered_fbc(gm: fx.GraphModule, example_inputs: list, mode: str | None = None,
-                    options: dict | None = None) -> Callable:
-    """``torch.compile(model, backend="fbc", options={"threshold": 0.1})``: one backend object per graph."""
+def registered_backend(gm: fx.GraphModule, example_inputs: list, mode: str | None = None,
+                       options: dict | None = None) -> Callable:
+    """``torch.compile(model, backend="fbc", options={"threshold": 0.1})``: one backend object per graph.
+
+    Registered through the ``torch_dynamo_backends`` entry point (see pyproject.toml), so the name works before
+    ``import fbc_compile``, as torch documents for third-party backends."""
     return FBCBackend(mode=mode, options=options)(gm, example_inputs)

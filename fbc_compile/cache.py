@@ -6,11 +6,11 @@ change from call to call without a recompile. Its arithmetic is done by the comp
 head the context's cached tensors, reads back one number (the ``.item()``, the only host synchronisation per
 call) and returns either the skipped call's outputs, which the head computed too, or runs body and tail.
 
-Semantics follow diffusers' ``FBCHeadBlockHook`` step for step (see ``shared/notes/fbc-semantics.md``):
+Semantics follow diffusers' ``FBCHeadBlockHook`` step for step (its ``_should_compute_remaining_blocks``):
 ``diff = mean|r - r_prev| / mean|r_prev|`` against the last *computed* call of the same context; skip when
 ``diff <= threshold``. Where they differ it is on purpose and safer: a non-finite diff always computes, a shape,
 dtype or device change always computes, grad mode never skips, and a reset forgets ``r_prev`` too, so every
-generation starts with a full compute.
+generation starts with a full compute. ``state.py`` says which context a call belongs to.
 """
 
 from __future__ import annotations
@@ -18,45 +18,66 @@ from __future__ import annotations
 import dataclasses
 import logging
 import operator
-import weakref
+import threading
 from typing import Callable, Sequence
 
 import torch
 
 from .passes.split import Wiring
+from .state import Call, ModelStates
 
 log = logging.getLogger("fbc_compile")
 
-__all__ = ["ContextStats", "ResidualCache", "CachedShapes", "FirstBlockCache", "CachedGraph"]
+__all__ = ["ContextStats", "Stats", "CachedShapes", "FirstBlockCache", "CachedGraph"]
+
+
+#: Decisions and differences kept per context while no pipeline ends the generation (a server's hand-written loop).
+HISTORY = 10_000
 
 
 @dataclasses.dataclass
 class ContextStats:
-    """What happened in one cache context. ``diffs[i]`` is ``None`` where no comparison was made."""
+    """What happened in one cache context: counts since the backend was made (or ``reset()``), and the decisions
+    (True = computed) and differences (``None`` where nothing was compared) of the current generation: a
+    pipeline's end-of-call reset ends it, and the next call starts anew, so that a server's statistics do not grow
+    with every call."""
 
     calls: int = 0
     computes: int = 0
     skips: int = 0
     diffs: list = dataclasses.field(default_factory=list)
-    decisions: list = dataclasses.field(default_factory=list)  # True = computed, False = skipped
-
-    def record(self, computed: bool, diff: float | None) -> None:
-        self.calls += 1
-        self.computes += computed
-        self.skips += not computed
-        self.diffs.append(diff)
-        self.decisions.append(computed)
+    decisions: list = dataclasses.field(default_factory=list)
 
 
-class ResidualCache:
-    """What one cache context remembers of its last fully computed call: block 0's residual, then the tail
-    residuals, in the order the head takes them (contiguous, as it is compiled for)."""
+class Stats(dict):
+    """``backend.stats``: context name -> ``ContextStats``, merged over the backend's graphs and model instances."""
 
     def __init__(self) -> None:
-        self.residuals: tuple[torch.Tensor, ...] = ()
+        super().__init__()
+        self._lock = threading.Lock()
+        self._ended = False  # a generation ended: the next call starts the next one
 
-    def clear(self) -> None:
-        self.residuals = ()
+    def record(self, context: str, computed: bool, diff: float | None) -> None:
+        with self._lock:
+            if self._ended:
+                self._ended = False
+                for stats in self.values():
+                    stats.diffs.clear()
+                    stats.decisions.clear()
+            stats = self.get(context)
+            if stats is None:
+                stats = self[context] = ContextStats()
+            stats.calls += 1
+            stats.computes += computed
+            stats.skips += not computed
+            stats.diffs.append(diff)
+            stats.decisions.append(computed)
+            if len(stats.decisions) > HISTORY:  # no pipeline ends the generation: keep the latest calls
+                del stats.diffs[0], stats.decisions[0]
+
+    def end_generation(self) -> None:
+        """A pipeline's end-of-call reset: the decisions stay readable until the next call starts a generation."""
+        self._ended = True
 
 
 class CachedShapes:
@@ -105,116 +126,61 @@ class CachedShapes:
         return torch.zeros((), device=device), torch.ones((), device=device)
 
 
-class ModelState:
-    """The cache state of one model instance: its contexts and where its denoising loop is.
-
-    One compiled graph can serve several instances of a model class (parameters are graph inputs, and dynamo
-    does not guard on the module's identity: Wan 2.2's two transformers share a graph), so the graph's state is
-    kept per instance, told apart by the identity of one of their parameters.
-    """
-
-    def __init__(self) -> None:
-        self.contexts: dict[str, ResidualCache] = {}
-        self.previous_latents: tuple = ()
-        self.branch = 0
-
-
 class FirstBlockCache:
-    """The per-graph runtime: which context a call belongs to, and whether it computes or skips.
+    """The per-graph runtime: which context a call belongs to (``state.py``), what the head takes from it, and
+    whether the call computes or skips.
 
-    The context of a call is, in order: the name of the diffusers ``cache_context`` it runs in (pipelines set
-    "cond", "uncond", ...); else an implicit branch. The implicit rule: a call that receives the very same latent
-    tensor as the previous call, unmodified (same object, same version counter), is the next branch of the same
-    denoising step (cond, then uncond: "branch0", "branch1", ...); any other call starts a new step at
-    "branch0". A loop that calls the model for cond then uncond on the same latents therefore never compares one
-    branch's residual with the other's, with no change to the loop.
+    ``conditions`` are the graph-input positions of the conditioning tensors that name implicit contexts;
+    ``instance_input`` the position of a parameter, which tells model instances apart.
     """
 
-    def __init__(self, threshold: Callable[[], float], stats: dict[str, ContextStats],
-                 latent_inputs: Sequence[int], instance_input: int | None, shapes: CachedShapes,
+    def __init__(self, threshold: Callable[[], float], stats: Stats, states: ModelStates,
+                 conditions: Sequence[int], instance_input: int, shapes: CachedShapes,
                  across_ranks: bool = False) -> None:
         self._threshold = threshold
+        self._stats = stats
+        self._states = states
+        self._conditions = tuple(conditions)
+        self._instance_input = instance_input
+        self._shapes = shapes
         # Under context parallelism the head also takes this rank's vote to compute and returns the norm over all
         # ranks, infinite if any rank voted: the guard reads it on every call, so every rank decides alike.
         self._votes = shapes.votes() if across_ranks else None
-        self._stats = stats
-        self._latent_inputs = tuple(latent_inputs)
-        self._instance_input = instance_input
-        self._shapes = shapes
-        self.explicit_context: Callable[[], str | None] = lambda: None  # set by diffusers_context.attach
-        self._models: dict[int, tuple[weakref.ref | None, ModelState]] = {}
-        self.context = "branch0"
-        self.active = ResidualCache()
-        self.comparable = False  # whether the active context holds residuals of this call's shapes
 
-    def _model(self, args: Sequence) -> ModelState:
-        param = args[self._instance_input] if self._instance_input is not None else None
-        key = id(param)
-        ref, model = self._models.get(key, (None, None))
-        if model is None or (ref is not None and ref() is not param):  # new, or a dead id reused
-            ref = weakref.ref(param) if param is not None else None
-            model = ModelState()
-            self._models[key] = (ref, model)
-        return model
-
-    def enter(self, args: Sequence) -> tuple[torch.Tensor, ...]:
-        """Select the context of the call whose graph inputs are ``args``; return the cached tensors the head
-        takes (zeros where the context holds none of this call's shapes: what the head makes of them is unused)."""
-        model = self._model(args)
-        latents = [args[i] for i in self._latent_inputs]
-        same_step = bool(latents) and len(latents) == len(model.previous_latents) and all(
-            ref() is t and version == t._version for (ref, version), t in zip(model.previous_latents, latents)
-        )
-        model.branch = model.branch + 1 if same_step else 0
-        model.previous_latents = tuple((weakref.ref(t), t._version) for t in latents)
-        self.context = self.explicit_context() or f"branch{model.branch}"
-        cache = model.contexts.get(self.context)
-        if cache is None:
-            cache = model.contexts[self.context] = ResidualCache()
-        self.active = cache
+    def enter(self, args: Sequence) -> tuple[Call, tuple[torch.Tensor, ...]]:
+        """The call whose graph inputs are ``args``, and the cached tensors the head takes (zeros where its context
+        holds none from this graph and of these shapes: what the head makes of them is then unused)."""
+        state = self._states.get(args[self._instance_input])
+        state.unreached = 0
+        context = state.context(args, self._conditions)
+        cache = state.cache(context)
         shapes = self._shapes(args)
         stored = cache.residuals
-        self.comparable = bool(stored) and all(t.shape == shape for t, shape in zip(stored, shapes))
-        cached = stored if self.comparable else self._shapes.zeros(shapes)
+        comparable = cache.graph is self and all(t.shape == shape for t, shape in zip(stored, shapes))
+        cached = stored if comparable else self._shapes.zeros(shapes)
         if self._votes is not None:
-            cached += (self._votes[not self.comparable or torch.is_grad_enabled()],)
-        return cached
+            cached += (self._votes[not comparable or torch.is_grad_enabled()],)
+        return Call(context, cache, comparable), cached
 
-    def should_compute(self, diff: torch.Tensor) -> bool:
+    def should_compute(self, call: Call, diff: torch.Tensor) -> bool:
         """The guard: ``diff`` is the head's difference norm of block 0's residual against what ``enter`` gave."""
-        if self._votes is None and (torch.is_grad_enabled() or not self.comparable):
+        if self._votes is None and (torch.is_grad_enabled() or not call.comparable):
             compute, diff = True, None  # caching is for inference: never change what autograd sees
         else:
             diff = diff.item()
             compute = not diff <= self._threshold()  # NaN compares False: a non-finite diff computes
-            if not self.comparable:
+            if not call.comparable:
                 diff = None  # (across ranks: this rank voted to compute, having nothing to compare with)
-        stats = self._stats.get(self.context)
-        if stats is None:
-            stats = self._stats[self.context] = ContextStats()
-        stats.record(compute, diff)
+        self._stats.record(call.context, compute, diff)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("fbc %s: %s (diff %s, threshold %s)", self.context, "compute" if compute else "skip",
+            log.debug("fbc %s: %s (diff %s, threshold %s)", call.context, "compute" if compute else "skip",
                       "-" if diff is None else f"{diff:.5f}", self._threshold())
         return compute
 
-    def store(self, residuals: Sequence[torch.Tensor]) -> None:
-        """Keep a computed call's block-0 residual and tail residuals for the context's next calls."""
+    def store(self, call: Call, residuals: Sequence[torch.Tensor]) -> None:
+        """Keep a computed call's block-0 residual and tail residuals for its context's next calls."""
         if not torch.is_grad_enabled():
-            self.active.residuals = tuple(t.contiguous() for t in residuals)
-
-    def cached_tensors(self) -> list[torch.Tensor]:
-        """Every tensor the cache holds between calls, all instances and contexts (for memory accounting)."""
-        return [t for _, model in self._models.values() for cache in model.contexts.values()
-                for t in cache.residuals]
-
-    def reset(self) -> None:
-        """Forget every context's cached tensors (they are freed here), keeping the statistics."""
-        for _, model in self._models.values():
-            for cache in model.contexts.values():
-                cache.clear()
-        self._models.clear()
-        self.active = ResidualCache()
+            call.cache.residuals, call.cache.graph = tuple(t.contiguous() for t in residuals), self
 
 
 def _gather(positions) -> Callable[[tuple], tuple]:
@@ -250,11 +216,12 @@ class CachedGraph:
 
     def __call__(self, *args):
         cache = self.cache
-        values = (*args, *cache.enter(args))
+        call, cached = cache.enter(args)
+        values = (*args, *cached)
         values += tuple(self.head(*self._head_args(values)))
-        if not cache.should_compute(values[self._diff]):
+        if not cache.should_compute(call, values[self._diff]):
             return self._skip_outputs(values)
         values += tuple(self.body(*self._body_args(values)))
         values += tuple(self.tail(*self._tail_args(values)))
-        cache.store(self._stored(values))
+        cache.store(call, self._stored(values))
         return self._outputs(values)

@@ -12,7 +12,8 @@ The backend does not receive the model, only its graph; dynamo's placeholders na
 
 The hook is registered while the first call compiles, after the pipeline entered that call's context, so that
 one name has to be read back: ``cache_context`` is a generator-based context manager, suspended at its ``yield``
-with the model and the name in its frame for as long as the call runs.
+with the model and the name in its frame for as long as the call runs. Another instance of the model class that
+the graph serves gets its own hook at its first call, found among the locals of the calls on the stack.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ log = logging.getLogger("fbc_compile")
 
 HOOK_NAME = "fbc_compile"
 
-__all__ = ["attach", "compiled_module"]
+__all__ = ["attach", "compiled_module", "module_holding"]
 
 
 def compiled_module(gm: fx.GraphModule) -> torch.nn.Module | None:
@@ -78,60 +79,42 @@ def _entered_context(module: torch.nn.Module) -> str | None:
     return None
 
 
-def _hook_classes():
-    """The diffusers classes, built lazily: diffusers is only needed when the compiled model is a diffusers one."""
-    from diffusers.hooks.hooks import BaseState, ModelHook, StateManager
-
-    class _NoState(BaseState):
-        def reset(self, *args, **kwargs) -> None:
-            pass
-
-    class ContextName(StateManager):
-        """Receives the pipeline's ``CacheContext``; only its name is used."""
-
-        def __init__(self) -> None:
-            super().__init__(_NoState)
-            self.name: str | None = None
-
-        def set_context(self, context) -> None:
-            super().set_context(context)
-            self.name = None if context is None else context.name
-
-    class CacheContextHook(ModelHook):
-        _is_stateful = True
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.context = ContextName()
-            self.caches = weakref.WeakSet()  # the FirstBlockCache of every graph compiled for this model
-
-        def reset_state(self, module):
-            for cache in list(self.caches):
-                cache.reset()
-            return module
-
-    return CacheContextHook
+def module_holding(param: torch.Tensor) -> torch.nn.Module | None:
+    """The module, among the locals of the calls on the stack, that holds ``param``: the model instance whose
+    ``forward`` is running, for an instance the graph was not compiled for."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, torch.nn.Module) and any(p is param for p in value.parameters()):
+                return value
+        frame = frame.f_back
+    return None
 
 
-def attach(module: torch.nn.Module | None, cache) -> None:
-    """Let ``module``'s diffusers cache contexts name ``cache``'s calls, and its stateful-hook reset reset it."""
+def attach(module: torch.nn.Module | None, state, on_reset) -> None:
+    """Let ``module``'s diffusers cache contexts name ``state``'s contexts, and its stateful-hook reset (which a
+    pipeline runs at the end of each call) run ``on_reset``."""
     if module is None or not hasattr(module, "cache_context"):
         return
     from diffusers.hooks import HookRegistry
+
+    from ._diffusers_hook import CacheContextHook
 
     registry = HookRegistry.check_if_exists_or_initialize(module)
     hook = registry.get_hook(HOOK_NAME)
     if hook is None:
         instance_forward = module.__dict__.get("forward")
-        registry.register_hook(_hook_classes()(), HOOK_NAME)
+        registry.register_hook(CacheContextHook(), HOOK_NAME)
         if instance_forward is None:
             del module.forward
         else:
             module.forward = instance_forward
-        registry.invalidate_child_registries_cache()
+        if hasattr(registry, "invalidate_child_registries_cache"):  # diffusers >= 0.41 caches the registries
+            registry.invalidate_child_registries_cache()
         hook = registry.get_hook(HOOK_NAME)
         hook.context.name = _entered_context(module)
         log.info("fbc: following the cache contexts of %s", type(module).__name__)
-    hook.caches.add(cache)
-    context = hook.context
-    cache.explicit_context = lambda: context.name
+    context, entered = hook.context, weakref.WeakMethod(state.entered)  # (the hook must not keep the state alive)
+    state.explicit = lambda: context.name
+    context.on_enter = lambda: entered() and entered()()
+    hook.on_reset = on_reset

@@ -182,7 +182,8 @@ def record_hook_decisions(model: torch.nn.Module, threshold: float) -> HookRecor
 
     @functools.wraps(original)
     def recording(residual: torch.Tensor) -> bool:
-        name = hook.state_manager.context.name
+        manager = hook.state_manager  # diffusers < 0.41 keeps the context's name in _current_context
+        name = manager.context.name if hasattr(manager, "context") else manager._current_context
         previous = hook.state_manager.get_state().head_block_residual
         decision = original(residual)
         diff = None

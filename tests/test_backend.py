@@ -16,9 +16,11 @@ import weakref
 import pytest
 import torch
 
-from fbc_compile import compilation_counter, fbc_backend, zoo
+import zoo
+from fbc_compile import compilation_counter, fbc_backend
 from fbc_compile.passes.locate import locate_blocks, module_path
-from fbc_compile.reference import record_hook_decisions
+from helpers import generate
+from reference import record_hook_decisions
 
 
 def recorder(graphs: list):
@@ -65,37 +67,37 @@ EXPECTED_BLOCKS = {
 }
 
 
-@pytest.mark.parametrize("name", list(zoo.MODELS))
+@pytest.mark.parametrize("name", list(zoo.SEED))
 def test_locate_blocks_finds_the_sequence_diffusers_hooks(name, fresh_dynamo):
-    spec = zoo.MODELS[name]
+    spec = zoo.SEED[name]
     blocks = locate_blocks(traced_graph(spec.build(), inputs_of(spec)))
     assert [block.name for block in blocks] == EXPECTED_BLOCKS[name]
 
 
-@pytest.mark.parametrize("name", list(zoo.MODELS))
+@pytest.mark.parametrize("name", list(zoo.SEED))
 def test_eager_pieces_equal_the_hook_exactly(name, fresh_dynamo):
     """With eager pieces the cache does the hook's arithmetic in the hook's order: same decisions, same bits."""
-    spec = zoo.MODELS[name]
+    spec = zoo.SEED[name]
     threshold = {"flux": 0.3, "hunyuan_video": 0.38, "wan": 0.085, "ltx_video": 0.1, "cogview4": 0.2}[name]
     backend = fbc_backend(threshold, compiler="eager")
-    ours, _ = zoo.denoise(torch.compile(spec.build(), backend=backend, fullgraph=True), spec, 8)
+    ours, _ = generate(torch.compile(spec.build(), backend=backend, fullgraph=True), spec, 8)
     reference = spec.build()
     hook = record_hook_decisions(reference, threshold)
-    expected, _ = zoo.denoise(reference, spec, 8, context=True)
+    expected, _ = generate(reference, spec, 8, context=True)
     assert backend.stats["branch0"].decisions == hook.decisions["cond"]
     assert backend.stats["branch0"].skips > 0
     torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-6)
     assert compilation_counter["pieces"] == len(EXPECTED_BLOCKS[name]) + 1  # head, each later block, tail
 
 
-@pytest.mark.parametrize("name", list(zoo.MODELS))
+@pytest.mark.parametrize("name", list(zoo.SEED))
 def test_every_piece_is_cacheable_by_aot_autograd(name, fresh_dynamo):
     """AOTAutograd's cache (what makes a warm start cheap) takes a piece only if each op in it is one it knows to
     be safe; the ops the split adds must be too. Checked with its own test, per model, for the pieces as built
     for inference and for training."""
     from torch._functorch._aot_autograd.autograd_cache import check_cacheable
 
-    spec = zoo.MODELS[name]
+    spec = zoo.SEED[name]
     pieces = []
     backend = fbc_backend(0.1, compiler=recorder(pieces))
     for grad in (False, True):
@@ -106,9 +108,23 @@ def test_every_piece_is_cacheable_by_aot_autograd(name, fresh_dynamo):
         check_cacheable(piece)
 
 
+def test_backend_name_works_before_the_package_is_imported():
+    """``backend="fbc"`` is found through the ``torch_dynamo_backends`` entry point, which imports the package."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "compiled = torch.compile(torch.nn.Linear(2, 2), backend='fbc', options={'compiler': 'eager'})\n"
+            "compiled(torch.randn(1, 2))\n"
+            "print('fbc_compile' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True"]
+
+
 @pytest.fixture
 def wan():
-    spec = zoo.MODELS["wan"]
+    spec = zoo.SEED["wan"]
     return spec, spec.build()
 
 
@@ -122,7 +138,7 @@ def test_registered_backend_name_and_options(wan, fresh_dynamo):
         second = compiled(**dict(inputs, hidden_states=inputs["hidden_states"].clone()))[0]
     torch.testing.assert_close(second, first, rtol=1e-5, atol=1e-6)
     assert compilation_counter["split_graphs"] == 1
-    assert compiled._orig_mod._diffusers_hook.get_hook("fbc_compile").caches
+    assert compiled._orig_mod._diffusers_hook.get_hook("fbc_compile") is not None
 
 
 def test_mode_is_accepted_and_cuda_graphs_declined_with_a_warning(wan, fresh_dynamo):
@@ -137,23 +153,38 @@ def test_mode_is_accepted_and_cuda_graphs_declined_with_a_warning(wan, fresh_dyn
     ({"threshold": -0.1}, ValueError, ["threshold", ">= 0"]),
     ({"threshold": math.nan}, ValueError, ["threshold"]),
     ({"threshold": "0.1"}, TypeError, ["threshold", "real number"]),
+    ({"threshold": None}, TypeError, ["threshold", "real number"]),
     ({"threshold": True}, TypeError, ["threshold"]),
-    ({"compiler": "tvm"}, ValueError, ["compiler", "'inductor'", "'eager'"]),
+    ({"compiler": "tvm"}, ValueError, ["compiler", "'inductor'", "'eager'", "callable"]),
+    ({"compiler": None}, ValueError, ["compiler", "'inductor'", "'eager'", "callable"]),
     ({"options": {"treshold": 0.1}}, ValueError, ["'treshold'", "threshold", "compiler"]),
-    ({"mode": 3}, TypeError, ["mode"]),
+    ({"options": {"threshold": math.nan}}, ValueError, ["threshold"]),
+    ({"options": 3}, TypeError, ["options", "dict"]),
     ({"options": {"keep_output_stride": False}}, ValueError, ["keep_output_stride", "True"]),
+    ({"mode": 3}, TypeError, ["mode"]),
+    ({"mode": "fast"}, ValueError, ["mode", "'reduce-overhead'", "'max-autotune'", "None"]),
 ])
 def test_bad_arguments_name_the_parameter(kwargs, error, words):
     with pytest.raises(error) as info:
         fbc_backend(**kwargs)
     assert all(word in str(info.value) for word in words), str(info.value)
+    assert str(info.value).count("None") <= 1, str(info.value)
 
 
-def test_threshold_setter_validates():
-    backend = fbc_backend(0.1)
-    with pytest.raises(ValueError, match="threshold"):
-        backend.threshold = -1
-    assert backend.threshold == 0.1
+def test_threshold_setter_keeps_the_old_value_on_error():
+    backend = fbc_backend(0.2)
+    for bad, error in ((-0.5, ValueError), (math.nan, ValueError), ("high", TypeError)):
+        with pytest.raises(error, match="threshold"):
+            backend.threshold = bad
+    assert backend.threshold == 0.2
+
+
+def test_registered_backend_rejects_bad_options_at_compile(fresh_dynamo):
+    """``backend="fbc"`` receives its options when dynamo compiles: the error surfaces on the first call,
+    wrapped by dynamo, still naming the parameter."""
+    compiled = torch.compile(torch.nn.Linear(2, 2), backend="fbc", options={"threshold": -1})
+    with pytest.raises(Exception, match=r"threshold must be a real number >= 0"):
+        compiled(torch.randn(1, 2))
 
 
 class ResidualBlock(torch.nn.Module):
@@ -270,7 +301,7 @@ def test_any_failure_to_split_falls_back_with_one_warning(fresh_dynamo):
             raise RuntimeError("this compiler takes whole dynamo graphs only")
         return gm.forward
 
-    spec = zoo.MODELS["wan"]
+    spec = zoo.SEED["wan"]
     model = spec.build()
     with pytest.warns(UserWarning) as warned, torch.no_grad():
         out = torch.compile(model, backend=fbc_backend(compiler=whole_graphs_only), fullgraph=True)(**inputs_of(spec))
@@ -431,11 +462,11 @@ def test_a_warm_start_loads_every_piece_from_the_autograd_cache(fresh_dynamo):
 
 @pytest.mark.parametrize("spec, pieces, compiled", [
     # Blocks 1-3 alike (the last one too: the tail computes the tail residuals).
-    (zoo.wan(layers=4), 5, 3),
+    (zoo.seed.wan(layers=4), 5, 3),
     # Double blocks 1 and 2 alike (the last one hands its states on in another order, which the split undoes);
     # single block 0 reads contiguous states, block 1 views of its concatenation; the last block hands on only the
     # image states (the text states it would hand on are dead code).
-    (zoo.flux(layers=3, single_layers=3), 7, 6),
+    (zoo.seed.flux(layers=3, single_layers=3), 7, 6),
 ], ids=["wan", "flux"])
 def test_identical_blocks_are_compiled_once(spec, pieces, compiled, fresh_dynamo):
     """The body is compiled block by block, and alike blocks are the same graph, so that a repeated block is traced
@@ -488,20 +519,27 @@ def test_grad_mode_never_skips(wan, fresh_dynamo):
     assert model.proj_out.weight.grad is not None
 
 
-def test_implicit_branches_follow_the_latent_tensor(wan, fresh_dynamo):
+def test_implicit_contexts_follow_the_conditioning_tensors(wan, fresh_dynamo):
+    """Without cache contexts, a call's context is named by the tensors it is conditioned on (all inputs but the
+    latents and the timestep), whatever the latents are: a new tensor per call, one modified in place or through
+    ``.data``, the very same one again, under ``inference_mode``."""
     spec, model = wan
     backend = fbc_backend(10.0, compiler="eager")
     compiled = torch.compile(model, backend=backend, fullgraph=True)
-    inputs = inputs_of(spec)
-    latents = inputs["hidden_states"]
+    cond = inputs_of(spec)
+    uncond = dict(cond, encoder_hidden_states=torch.zeros_like(cond["encoder_hidden_states"]))
+    latents = cond["hidden_states"]
     with torch.no_grad():
-        compiled(**inputs)  # step 1, cond -> branch0
-        compiled(**inputs)  # same latents object, unmodified: uncond -> branch1
-        latents.mul_(0.99)  # an in-place update: a new step
-        compiled(**inputs)
-        compiled(**dict(inputs, hidden_states=latents.clone()))  # a new tensor: a new step
-    assert backend.stats["branch0"].calls == 3 and backend.stats["branch1"].calls == 1
-    assert backend.stats["branch0"].decisions == [True, False, False]
+        compiled(**cond), compiled(**uncond)  # branch0, branch1
+        compiled(**dict(cond, hidden_states=latents.clone()))  # a new latent tensor: still cond's context
+        compiled(**dict(uncond, hidden_states=latents.clone()))
+        latents.data = latents.data * 0.99  # no version bump
+        compiled(**cond), compiled(**cond)  # the very same tensor twice: cond's context, twice
+    with torch.inference_mode():  # a graph of its own (dynamo guards the mode): its first call computes
+        for _ in range(2):
+            compiled(**dict(uncond, hidden_states=torch.randn_like(latents)))  # no version counters at all
+    assert backend.stats["branch0"].decisions == [True, False, False, False]
+    assert backend.stats["branch1"].decisions == [True, False, True, False]
 
 
 def test_cache_context_names_the_state_and_the_pipeline_reset_is_honoured(wan, fresh_dynamo):
@@ -515,16 +553,16 @@ def test_cache_context_names_the_state_and_the_pipeline_reset_is_honoured(wan, f
             for name in ("cond", "uncond"):
                 with compiled.cache_context(name):  # reaches the original module, as in pipelines
                     compiled(**dict(inputs, hidden_states=latents))
-        (graph_cache,) = backend._caches
-        stored = weakref.ref(graph_cache.active.residuals[0])  # block 0 of uncond's, the last call's
+        stored = weakref.ref(backend._states.tensors()[0])
+        assert backend.stats["cond"].decisions == [True, False] and backend.stats["uncond"].decisions == [True, False]
         compiled._reset_stateful_cache()  # what a pipeline calls at the end of __call__
         gc.collect()
         assert stored() is None, "the pipeline reset must free the cached tensors"
         with compiled.cache_context("cond"):
             compiled(**inputs)
-    assert backend.stats["cond"].decisions == [True, False, True]
-    assert backend.stats["uncond"].decisions == [True, False]
-    assert backend.stats["cond"].diffs[-1] is None  # a fresh generation compares with nothing
+    # A new generation: its own decisions, and its first call compares with nothing.
+    assert backend.stats["cond"].decisions == [True] and backend.stats["cond"].diffs == [None]
+    assert backend.stats["uncond"].decisions == [] and backend.stats["cond"].calls == 3
     assert compilation_counter["graphs"] == 1
 
 
@@ -535,8 +573,7 @@ def test_reset_frees_state_and_threshold_changes_do_not_recompile(wan, fresh_dyn
     inputs = inputs_of(spec)
     with torch._dynamo.config.patch(error_on_recompile=True), torch.no_grad():
         compiled(**inputs), compiled(**dict(inputs, hidden_states=inputs["hidden_states"].clone()))
-        (graph_cache,) = backend._caches
-        stored = weakref.ref(graph_cache.active.residuals[-1])  # a tail residual
+        stored = weakref.ref(backend._states.tensors()[-1])  # a tail residual
         backend.reset()
         gc.collect()
         assert stored() is None and backend.stats == {}
@@ -551,7 +588,8 @@ def test_split_and_decisions_are_logged(wan, fresh_dynamo, caplog):
     spec, model = wan
     compiled = torch.compile(model, backend=fbc_backend(10.0, compiler="eager"), fullgraph=True)
     with caplog.at_level(logging.DEBUG, logger="fbc_compile"), torch.no_grad():
-        compiled(**inputs_of(spec)), compiled(**inputs_of(spec))
+        inputs = inputs_of(spec)
+        compiled(**inputs), compiled(**inputs)
     info = [r.getMessage() for r in caplog.records if r.name == "fbc_compile" and r.levelno == logging.INFO]
     debug = [r.getMessage() for r in caplog.records if r.name == "fbc_compile" and r.levelno == logging.DEBUG]
     assert any("3 blocks (blocks.0 ... blocks.2)" in m and "head" in m and "body" in m for m in info), info

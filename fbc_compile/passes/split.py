@@ -83,16 +83,14 @@ class FirstBlockSplit:
 
     ``cached`` are example values of the tensors the head takes after the graph's inputs; where the blocks
     communicate over ``groups`` (context parallelism), the last of them is this rank's vote to compute, which the
-    head adds up over the ranks with the two sums of the difference norm (``_decide_across_ranks``). ``latent_inputs`` are
-    the graph-input positions that block 0's hidden states derive from (the latents); ``instance_input`` is the
-    position of a parameter, whose identity tells model instances apart.
+    head adds up over the ranks with the two sums of the difference norm (``_decide_across_ranks``).
+    ``instance_input`` is the position of a parameter, whose identity tells model instances apart.
     """
 
     pieces: tuple[fx.GraphModule, fx.GraphModule, fx.GraphModule]
     wiring: Wiring
     cached: list[torch.Tensor]
-    latent_inputs: tuple[int, ...]
-    instance_input: int | None
+    instance_input: int
     groups: tuple[str, ...] = ()
 
     @property
@@ -277,20 +275,6 @@ def _measured_stream(gm: fx.GraphModule, blocks: list[Block], partition: dict[fx
     return candidates[0]
 
 
-def _latent_inputs(gm: fx.GraphModule, example_inputs, hidden_in: fx.Node, latent: fx.Node | None) -> tuple[int, ...]:
-    """Positions of the graph inputs that are the latents block 0's hidden states come from: the model's
-    ``hidden_states`` argument where block 0's stream derives from it; else every non-parameter tensor input the
-    stream derives from. (The text a joint stream also holds differs between CFG branches: it is no latent.)"""
-    ancestors = _ancestors(hidden_in)
-    placeholders = list(gm.graph.find_nodes(op="placeholder"))
-    if latent in ancestors:
-        return (placeholders.index(latent),)
-    return tuple(
-        i for i, (node, example) in enumerate(zip(placeholders, example_inputs))
-        if node in ancestors and isinstance(example, torch.Tensor) and not isinstance(example, torch.nn.Parameter)
-    )
-
-
 def _decide_across_ranks(graph: fx.Graph, residual: fx.Node, previous: fx.Node, vote: fx.Node,
                          groups: tuple[str, ...]) -> fx.Node:
     """The difference norm every rank reads the same: under context parallelism each rank holds a shard of the
@@ -402,6 +386,10 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     outputs, the tail residuals and the cached tensors they need, for a graph that never skips: one traced with
     grad enabled.
     """
+    instance_input = next((i for i, example in enumerate(example_inputs) if isinstance(example, torch.nn.Parameter)),
+                          None)
+    if instance_input is None:
+        raise NoBlockSequence("the graph takes no parameters, which tell model instances apart")
     gm, blocks = _copy(original, blocks)
     partition = _assign_partitions(gm, blocks)
     for index, block in enumerate(blocks[1:]):
@@ -459,13 +447,8 @@ def split_at_first_block(original: fx.GraphModule, example_inputs, blocks: list[
     split_output.args = (tuple(results[: len(original_outputs)]),)
     split.graph.eliminate_dead_code()
     split.recompile()
-    params = {node for node, example in zip(gm.graph.find_nodes(op="placeholder"), example_inputs)
-              if isinstance(example, torch.nn.Parameter)}
-    instance_input = next((i for i, node in enumerate(gm.graph.find_nodes(op="placeholder")) if node in params),
-                          None)
     pieces = tuple(getattr(split, call.target) for call in split.graph.find_nodes(op="call_module"))
-    return FirstBlockSplit(pieces, wiring, [value(node) for node in cached],
-                           _latent_inputs(gm, example_inputs, hidden_in, latent), instance_input, groups)
+    return FirstBlockSplit(pieces, wiring, [value(node) for node in cached], instance_input, groups)
 
 
 def wired_pieces(split: fx.GraphModule) -> tuple[list[fx.GraphModule], list[tuple[int, ...]], dict[fx.Node, int]]:
