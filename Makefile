@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test bench-tiny clean
+.PHONY: install demo test test-floor bench-tiny clean
 
 install: $(VENV)/.installed
 
@@ -14,17 +14,27 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ".[diffusers,demo,test,bench]"
 	touch $@
 
 demo: install
 	$(PY) -m fbc_compile demo
 
+# Two workers, each taking whole test modules (their fixtures share compiled models).
 test: install
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n 2 --dist loadfile
+
+# The oldest diffusers pyproject.toml admits, with the transformers of its day: the backend's tests that
+# need no inductor (CI runs this after `make test`).
+DIFFUSERS_FLOOR := 0.35.0
+test-floor:
+	$(PYTHON) -m venv $(VENV)-floor
+	$(VENV)-floor/bin/python -m pip install -q torch==2.13.0
+	$(VENV)-floor/bin/python -m pip install -q -e . "diffusers==$(DIFFUSERS_FLOOR)" "transformers<5" triton==3.7.1 pytest numpy
+	$(VENV)-floor/bin/python -m pytest -q -ra -m "not slow" tests/test_backend.py tests/test_threads.py
 
 bench-tiny: install
 	$(PY) bench/run.py steps --preset tiny
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(VENV)-floor .pytest_cache

@@ -11,7 +11,7 @@ import torch  # noqa: E402
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 
 from fbc_compile.kernels import residual_diff, residual_diff_triton, residual_sums, residual_sums_triton  # noqa: E402
-from fbc_compile.kernels.residual_diff import _partial_sums_kernel  # noqa: E402
+from fbc_compile.kernels.triton_sums import _partial_sums_kernel  # noqa: E402
 
 # What counts is whether the kernels were defined under the interpreter, not the variable now.
 interpreted = isinstance(_partial_sums_kernel, InterpretedFunction)
@@ -182,3 +182,31 @@ def test_traces_into_compiled_graph():
     c, p = c.cpu(), p.cpu()
     torch.testing.assert_close(compiled(c, p, 0.2), guard(c, p, 0.2))
     assert compiled(c, p, 0.2).item() == (_reference(c, p) < 0.2)
+
+
+def test_without_triton_the_ops_run_the_eager_arithmetic():
+    """A CPU-only install has no Triton: the package imports, the ops are plain custom ops (with fake kernels, so
+    inductor compiles a graph that calls them) and give the float64 reference's values."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["triton"] = None  # what `import triton` finds when it is not installed: ImportError
+        import torch
+        import fbc_compile
+        from fbc_compile.kernels import residual_diff, residual_sums
+        assert sys.modules["fbc_compile.kernels.residual_diff"].triton_sums is None
+        c, p = torch.randn(1000, dtype=torch.float64), torch.randn(1000, dtype=torch.float64)
+        guard = torch.compile(lambda c, p: (residual_diff(c.float(), p.float()), residual_sums(c, p)), fullgraph=True)
+        diff, sums = guard(c, p)
+        torch.library.opcheck(torch.ops.fbc_compile.residual_diff.default, (c, p))
+        print(diff.item(), *sums.tolist(), ((c - p).abs().sum() / p.abs().sum()).item(), (c - p).abs().sum().item())
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    diff, sum_diff, sum_prev, expected_diff, expected_sum = map(float, proc.stdout.split())
+    assert abs(diff - expected_diff) <= 1e-6 * expected_diff
+    assert abs(sum_diff - expected_sum) <= 1e-6 * expected_sum and sum_prev > 0
