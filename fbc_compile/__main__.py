@@ -1,4 +1,5 @@
-"""Command line: ``python -m fbc_compile demo [--threshold T] [--steps N] [--device D] [--dtype T] [--model PATH]``."""
+"""Command line: ``fbc-compile demo [--threshold T] [--steps N] [--device D] [--dtype T] [--model PATH]`` (or
+``python -m fbc_compile demo ...``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import demo
 
     parser = argparse.ArgumentParser(
-        prog="python -m fbc_compile",
+        prog=_program(),
         description="fbc_compile: First Block Cache for diffusion transformers as a torch.compile backend.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo_parser = commands.add_parser(
@@ -18,6 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=demo.__doc__.split("\n\n", 1)[1].strip() if demo.__doc__ else None)
     demo.add_arguments(demo_parser)
     return parser
+
+
+def _program() -> str:
+    """How the user ran us: ``python -m fbc_compile``, or the ``fbc-compile`` console script."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return "python -m fbc_compile" if spec is not None and spec.name == "fbc_compile.__main__" else "fbc-compile"
 
 
 def main(argv: list[str] | None = None) -> int:

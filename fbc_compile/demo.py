@@ -20,9 +20,7 @@ from pathlib import Path
 
 import torch
 
-from . import zoo
 from .backend import compilation_counter, fbc_backend
-from .pipelines import KL_VAE, build_pipeline, call_kwargs, spec_for
 
 __all__ = ["add_arguments", "run", "DemoResult"]
 
@@ -36,10 +34,16 @@ MODEL_THRESHOLD = 0.1
 
 # The demo's tiny Flux: big enough that the blocks dominate a step on a CPU (so skipping them shows), small
 # enough that compiling twice and 4 generations of 28 steps take a couple of minutes on 2 cores.
-DEMO_TRANSFORMER = zoo.flux(hidden=256, layers=2, single_layers=8)
-DEMO_VAE = dict(KL_VAE, block_out_channels=(8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 3,
-                up_block_types=("UpDecoderBlock2D",) * 3)  # 4x down: a 128 px image is 32x32 latents, 256 tokens
+DEMO_TRANSFORMER = dict(patch_size=1, in_channels=16, num_layers=2, num_single_layers=8, attention_head_dim=16,
+                        num_attention_heads=16, joint_attention_dim=32, pooled_projection_dim=16,
+                        guidance_embeds=True, axes_dims_rope=(4, 6, 6))
+# A VAE with 4 latent channels (Flux packs 2x2 of them into 16 per token) and 3 levels: a 128 px image is 32x32
+# latents, 256 tokens.
+DEMO_VAE = dict(block_out_channels=(8, 8, 8), layers_per_block=1, norm_num_groups=1, latent_channels=4,
+                down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
 DEMO_SIZE = 128
+PROMPT_TOKENS = 12
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,10 +82,15 @@ class DemoResult:
     graphs_fbc: int
     recompiles: int
     image_path: Path | None
+    spread: float = 0.0  # the largest (slowest - fastest) / fastest over one kind's timed generations
 
     @property
     def speedup(self) -> float:
         return self.seconds_plain / self.seconds_fbc
+
+
+#: Repeats of one kind further apart than this say the machine was busy: the speedup is then not to be trusted.
+TRUSTED_SPREAD = 0.15
 
 
 class DemoError(Exception):
@@ -153,25 +162,38 @@ def _hf_cache() -> str:
         return "~/.cache/huggingface/hub"
 
 
-def _generation_kwargs(pipe, args, tiny: bool) -> dict:
-    """Arguments of one generation: prompt embeddings for a pipeline without text encoders, else the prompt."""
+def tiny_flux_pipeline(dtype: torch.dtype, device, seed: int):
+    """A FluxPipeline built in memory with random weights: no text encoders (prompt embeddings are passed)."""
+    import diffusers
+
+    torch.manual_seed(seed)
+    transformer = diffusers.FluxTransformer2DModel(**DEMO_TRANSFORMER).eval()
+    torch.manual_seed(seed + 1)
+    vae = diffusers.AutoencoderKL(**DEMO_VAE).eval()
+    components = dict.fromkeys(diffusers.FluxPipeline._get_signature_keys(diffusers.FluxPipeline)[0])
+    components.update(transformer=transformer, vae=vae, scheduler=diffusers.FlowMatchEulerDiscreteScheduler())
+    return diffusers.FluxPipeline(**components).to(device, dtype)
+
+
+def generation_kwargs(pipe, args, tiny: bool) -> dict:
+    """Arguments of one generation: the prompt, or random prompt embeddings for a Flux pipeline without text
+    encoders (the tiny one, or a saved one)."""
     size = {key: value for key, value in (("height", args.height), ("width", args.width or args.height))
             if value is not None}
     if tiny:
         size = {"height": DEMO_SIZE, "width": DEMO_SIZE, **size}
-    spec = spec_for(pipe)
-    has_text_encoder = getattr(pipe, "text_encoder", None) is not None
-    if has_text_encoder:
-        kwargs = dict(prompt=args.prompt, num_inference_steps=args.steps, output_type="pil",
-                      generator=torch.Generator().manual_seed(args.seed + 1), **size)
-    elif spec is not None:
-        kwargs = call_kwargs(spec.name, steps=args.steps, cfg=False, seed=args.seed, config=pipe.transformer.config,
-                             dtype=pipe.transformer.dtype, device=pipe.device, output_type="pil", **size)
-    else:
-        raise DemoError(f"{type(pipe).__name__} has no text encoder, and the demo can make prompt embeddings only "
-                        f"for FluxPipeline, WanPipeline, HunyuanVideoPipeline, LTXPipeline and CogView4Pipeline")
-    kwargs["return_dict"] = True
-    return kwargs
+    kwargs = dict(num_inference_steps=args.steps, output_type="pil", return_dict=True,
+                  generator=torch.Generator().manual_seed(args.seed + 1), **size)
+    if getattr(pipe, "text_encoder", None) is not None:
+        return dict(kwargs, prompt=args.prompt)
+    if type(pipe).__name__ != "FluxPipeline":
+        raise DemoError(f"{type(pipe).__name__} has no text encoder, and the demo makes prompt embeddings only for "
+                        f"FluxPipeline")
+    config, gen = pipe.transformer.config, torch.Generator().manual_seed(args.seed)
+    embeddings = dict(prompt_embeds=torch.randn(1, PROMPT_TOKENS, config.joint_attention_dim, generator=gen),
+                      pooled_prompt_embeds=torch.randn(1, config.pooled_projection_dim, generator=gen))
+    embeddings = {name: value.to(pipe.device, pipe.transformer.dtype) for name, value in embeddings.items()}
+    return dict(kwargs, **embeddings, max_sequence_length=PROMPT_TOKENS)
 
 
 def _first_image(output):
@@ -269,11 +291,10 @@ def run(args: argparse.Namespace, out=sys.stdout) -> DemoResult:
         pipe = load_pipeline(args.model, dtype, device)
         what = f"{type(pipe).__name__} from {args.model}"
     else:
-        pipe = build_pipeline("flux", transformer=DEMO_TRANSFORMER, vae_config=DEMO_VAE, dtype=dtype, device=device,
-                              seed=args.seed)
+        pipe = tiny_flux_pipeline(dtype, device, args.seed)
         what = "a tiny FluxPipeline built in memory (random weights, nothing downloaded)"
     pipe.set_progress_bar_config(disable=True)
-    kwargs = _generation_kwargs(pipe, args, tiny=not args.model)
+    kwargs = generation_kwargs(pipe, args, tiny=not args.model)
     transformer = pipe.transformer
     blocks = sum(len(m) for m in transformer.children() if isinstance(m, torch.nn.ModuleList))
     params = sum(p.numel() for p in transformer.parameters()) / 1e6
@@ -321,16 +342,25 @@ def run(args: argparse.Namespace, out=sys.stdout) -> DemoResult:
     result = DemoResult({name: list(zip(s.decisions, s.diffs)) for name, s in backend.stats.items()},
                         skips / calls if calls else 0.0, min(seconds["plain"]), min(seconds["fbc"]),
                         compile_seconds["plain"], compile_seconds["fbc"], graphs["plain"], graphs["fbc"],
-                        len(recompiles), args.output)
-    best = f"fastest of {args.repeats}" if args.repeats > 1 else "one run"
+                        len(recompiles), args.output,
+                        max(max(times) / min(times) - 1 for times in seconds.values()))
+    best = {label: f"fastest of {args.repeats}, spread {max(times) / min(times) - 1:.0%}" if args.repeats > 1
+            else "one run" for label, times in seconds.items()}
+    if args.repeats == 1:
+        trust = "one run of each: pass --repeats 3 or more to see how far the timings can be trusted"
+    elif result.spread > TRUSTED_SPREAD:
+        trust = (f"NOT to be trusted: repeats of one kind differ by up to {result.spread:.0%} (the machine is busy); "
+                 "rerun on an idle machine")
+    else:
+        trust = f"repeats agree within {result.spread:.0%}"
     print(f"\nsummary\n"
           f"  skip rate             : {skips}/{calls} transformer calls skipped the blocks after the first "
           f"({result.skip_rate:.0%})\n"
-          f"  plain torch.compile   : {result.seconds_plain:.2f} s per generation ({best}); compile + warm-up "
-          f"{compile_seconds['plain']:.1f} s\n"
-          f"  fbc_backend           : {result.seconds_fbc:.2f} s per generation ({best}); compile + warm-up "
-          f"{compile_seconds['fbc']:.1f} s\n"
-          f"  speedup               : {result.speedup:.2f}x\n"
+          f"  plain torch.compile   : {result.seconds_plain:.2f} s per generation ({best['plain']}); "
+          f"compile + warm-up {compile_seconds['plain']:.1f} s\n"
+          f"  fbc_backend           : {result.seconds_fbc:.2f} s per generation ({best['fbc']}); "
+          f"compile + warm-up {compile_seconds['fbc']:.1f} s\n"
+          f"  speedup               : {result.speedup:.2f}x on {torch.get_num_threads()} torch thread(s); {trust}\n"
           f"  dynamo graphs compiled: plain {graphs['plain']}, fbc {graphs['fbc']} (fbc_compile: "
           f"{compilation_counter['split_graphs']} split at block 0, {compilation_counter['pieces']} pieces compiled)\n"
           f"  recompilations        : {len(recompiles)}" + "".join(f"\n    - {r}" for r in recompiles) + "\n"

@@ -1,7 +1,7 @@
 """Real diffusers pipelines built in memory from tiny components: no download, no tokenizer, no text encoder.
 
-Each entry of :data:`PIPELINES` names a diffusers pipeline class, its tiny transformer (a :mod:`fbc_compile.zoo`
-factory, so tests, benchmarks and the demo share one definition of "tiny Flux"), a tiny VAE with random weights
+Each entry of :data:`PIPELINES` names a diffusers pipeline class, its tiny transformer (a ``zoo.seed`` factory,
+so tests and benchmarks share one definition of "tiny Flux"), a tiny VAE with random weights
 whose latent channels match the transformer, and the real flow-matching scheduler. :func:`call_kwargs` gives the
 keyword arguments of one generation with the prompt embeddings passed directly (random, from a fixed generator,
 shaped from the transformer's config), classifier-free guidance switched on where the pipeline has it, and a
@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from . import zoo
+from zoo.seed import cogview4, flux, hunyuan_video, ltx_video, wan
+from zoo.spec import ModelSpec
 
 __all__ = ["PipelineSpec", "PIPELINES", "build_pipeline", "call_kwargs", "spec_for"]
 
@@ -37,7 +38,7 @@ class PipelineSpec:
 
     name: str
     pipeline_cls: str
-    transformer: zoo.ModelSpec
+    transformer: ModelSpec
     vae_cls: str
     vae_config: dict
     text: dict
@@ -55,14 +56,14 @@ _VIDEO_4 = dict(block_out_channels=(8, 8, 8, 8), layers_per_block=1)
 
 PIPELINES: dict[str, PipelineSpec] = {spec.name: spec for spec in (
     PipelineSpec(
-        "flux", "FluxPipeline", zoo.flux(), "AutoencoderKL", KL_VAE,
+        "flux", "FluxPipeline", flux(), "AutoencoderKL", KL_VAE,
         text=dict(prompt_embeds=(PROMPT_TOKENS, "joint_attention_dim"),
                   pooled_prompt_embeds=("pooled_projection_dim",)),
         call=dict(height=16, width=16, true_cfg_scale=2.0, guidance_scale=3.5),
         threshold=0.38,
     ),
     PipelineSpec(
-        "wan", "WanPipeline", zoo.wan(),
+        "wan", "WanPipeline", wan(),
         "AutoencoderKLWan", dict(base_dim=3, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                                  temperal_downsample=[False, True, True], latents_mean=[0.0] * 4,
                                  latents_std=[1.0] * 4),
@@ -71,7 +72,7 @@ PIPELINES: dict[str, PipelineSpec] = {spec.name: spec for spec in (
         threshold=0.0875,
     ),
     PipelineSpec(
-        "hunyuan_video", "HunyuanVideoPipeline", zoo.hunyuan_video(),
+        "hunyuan_video", "HunyuanVideoPipeline", hunyuan_video(),
         "AutoencoderKLHunyuanVideo", dict(
             _VIDEO_4, latent_channels=4, norm_num_groups=4, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
             up_block_types=("HunyuanVideoUpBlock3D",) * 4, mid_block_add_attention=True),
@@ -81,7 +82,7 @@ PIPELINES: dict[str, PipelineSpec] = {spec.name: spec for spec in (
         threshold=0.395,
     ),
     PipelineSpec(
-        "ltx_video", "LTXPipeline", zoo.ltx_video(),
+        "ltx_video", "LTXPipeline", ltx_video(),
         "AutoencoderKLLTXVideo", dict(
             _VIDEO_4, latent_channels=8, decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1,) * 5,
             decoder_layers_per_block=(1,) * 5, spatio_temporal_scaling=(True, True, False, False),
@@ -93,7 +94,7 @@ PIPELINES: dict[str, PipelineSpec] = {spec.name: spec for spec in (
         threshold=0.12,
     ),
     PipelineSpec(
-        "cogview4", "CogView4Pipeline", zoo.cogview4(),
+        "cogview4", "CogView4Pipeline", cogview4(),
         "AutoencoderKL", dict(block_out_channels=(8, 8), latent_channels=4, norm_num_groups=4, layers_per_block=1,
                               down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2),
         text=dict(prompt_embeds=(PROMPT_TOKENS, "text_embed_dim")),
@@ -105,7 +106,7 @@ PIPELINES: dict[str, PipelineSpec] = {spec.name: spec for spec in (
 )}
 
 
-def build_pipeline(name: str, *, transformer: zoo.ModelSpec | None = None, vae_config: dict | None = None,
+def build_pipeline(name: str, *, transformer: ModelSpec | None = None, vae_config: dict | None = None,
                    dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", seed: int = 0):
     """The tiny pipeline ``name`` with random weights from ``seed``; ``transformer`` / ``vae_config`` resize it."""
     import diffusers

@@ -4,13 +4,12 @@ fbc_backend must compile each model into one dynamo graph, split into a head (pr
 later block and a tail (output layers), with no recompilation and no graph break, whatever the cache decides from
 call to call. The counts of diffusers' First Block Cache hook under ``torch.compile`` are pinned too, as measured
 with the versions in the ``test`` extras (diffusers 0.42.1, torch 2.13.0), so that the comparison in the README
-stays true; when a new diffusers release changes them, update ``HOOK_COUNTS`` and the README together.
+stays true; when a new diffusers release changes them, update ``helpers.HOOK_COUNTS`` and the README together.
 
-Counting (see ``shared/notes/torch-internals.md``): ``dynamo_graphs`` = ``counters["stats"]["unique_graphs"]``
-(graphs handed to a backend); ``pieces`` = ``counters["aot_autograd"]["total"]`` (graphs compiled through
-AOTAutograd); ``frames`` = frame compilations in ``get_compilation_metrics()``; ``recompiles`` = those with a
-compile id ``n/k``, ``k > 0``; ``graph_breaks`` = ``counters["graph_break"]``; ``frames_given_up`` = frames
-dynamo could not compile at all (it runs them eagerly from then on).
+Counting is ``fbc_compile.testing.count_compiles`` (its docstring says what each count is): ``graphs`` handed to a
+backend, ``pieces`` compiled through AOTAutograd, ``frames`` compiled, ``recompiles``, ``graph_breaks``, and
+``frames_given_up``, which dynamo could not compile at all (it runs them eagerly from then on). The hook's counts
+(``helpers.HOOK_COUNTS``) are pinned for the bench's smoke test too.
 
 fbc is compiled with inductor, the real path (a recompile caused by the strides inductor gives its outputs only
 shows there). The hook is compiled with ``aot_eager``: it compiles the same dynamo graphs (counted identically,
@@ -25,9 +24,10 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import fbc_compile  # noqa: E402
-from fbc_compile import fbc_backend, zoo  # noqa: E402
-from fbc_compile.counting import COUNT_KEYS, clear_counts, compile_counts  # noqa: E402
+import zoo  # noqa: E402
+from fbc_compile import fbc_backend  # noqa: E402
+from fbc_compile.testing import count_compiles  # noqa: E402
+from helpers import HOOK_COUNTS, generate, pieces  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -36,41 +36,15 @@ MODELS = ("flux", "wan", "hunyuan_video", "ltx_video", "cogview4")
 # Chosen from each tiny model's residual differences so that a generation both computes and skips, and away from
 # every observed difference so that fbc and the hook (whose numerics differ slightly) decide alike.
 THRESHOLDS = {"flux": 0.32, "wan": 0.097, "hunyuan_video": 0.346, "ltx_video": 0.101, "cogview4": 0.201}
-
-# Pieces: the head, one per block after block 0 (the tiny configs have 4, 3, 4, 3, 3 blocks), the tail.
-FBC_PIECES = {"flux": 5, "wan": 4, "hunyuan_video": 5, "ltx_video": 4, "cogview4": 4}
+COUNTED = ("graphs", "pieces", "frames", "recompiles", "graph_breaks", "frames_given_up")
 
 
 def fbc_counts(name: str) -> dict:
-    return dict(dynamo_graphs=1, pieces=FBC_PIECES[name], frames=1, recompiles=0, graph_breaks=0, frames_given_up=0)
-
-
-# diffusers 0.42.1 FirstBlockCache hook + torch.compile (fullgraph=False), torch 2.13.0, same generation.
-HOOK_COUNTS = {
-    "flux": dict(dynamo_graphs=17, pieces=17, frames=27, recompiles=12, graph_breaks=5, frames_given_up=2),
-    "wan": dict(dynamo_graphs=12, pieces=12, frames=24, recompiles=8, graph_breaks=7, frames_given_up=2),
-    "hunyuan_video": dict(dynamo_graphs=22, pieces=22, frames=33, recompiles=15, graph_breaks=5, frames_given_up=2),
-    "ltx_video": dict(dynamo_graphs=14, pieces=14, frames=22, recompiles=9, graph_breaks=5, frames_given_up=2),
-    "cogview4": dict(dynamo_graphs=15, pieces=15, frames=27, recompiles=10, graph_breaks=7, frames_given_up=2),
-}
-
-
-def reset_counts() -> None:
-    clear_counts()
-
-
-def counts() -> dict:
-    everything = compile_counts()
-    return {key: everything[key] for key in COUNT_KEYS}
-
-
-def _uncond(spec) -> dict:
-    ehs = spec.make_inputs(1, torch.Generator().manual_seed(0))["encoder_hidden_states"]
-    return {"encoder_hidden_states": torch.zeros_like(ehs)}
+    return dict(graphs=1, pieces=pieces(zoo.SEED[name]), frames=1, recompiles=0, graph_breaks=0, frames_given_up=0)
 
 
 def _generate(model, spec, context=True, after_call=None):
-    zoo.denoise(model, spec, STEPS, branches=(None, _uncond(spec)), context=context, after_call=after_call)
+    generate(model, spec, STEPS, cfg=True, context=context, after_call=after_call)
 
 
 _RESULTS: dict = {}
@@ -80,22 +54,23 @@ def run_fbc(name: str) -> dict:
     """Compile and run ``name`` with fbc_backend; also run more generations to see that nothing else compiles."""
     if ("fbc", name) in _RESULTS:
         return _RESULTS["fbc", name]
-    spec = zoo.MODELS[name]
-    reset_counts()
+    spec = zoo.SEED[name]
+    torch._dynamo.reset()
     backend = fbc_backend(threshold=THRESHOLDS[name])
     compiled = torch.compile(spec.build(), backend=backend, fullgraph=True)
-    _generate(compiled, spec)
-    first = counts()
+    with count_compiles() as first:
+        _generate(compiled, spec)
     decisions = {ctx: list(backend.stats[ctx].decisions) for ctx in ("cond", "uncond")}
     diffs = [d for ctx in ("cond", "uncond") for d in backend.stats[ctx].diffs if d is not None]
-    counter = dict(fbc_compile.compilation_counter)
-    compiled._reset_stateful_cache()  # what a pipeline does at the end of __call__
-    _generate(compiled, spec)
-    again = {ctx: list(backend.stats[ctx].decisions[STEPS:]) for ctx in ("cond", "uncond")}
-    backend.reset()
-    _generate(compiled, spec, context=False)  # no cache contexts: implicit branches
+    with count_compiles() as after:
+        compiled._reset_stateful_cache()  # what a pipeline does at the end of __call__: a new generation
+        _generate(compiled, spec)
+        again = {ctx: list(backend.stats[ctx].decisions) for ctx in ("cond", "uncond")}
+        backend.reset()
+        _generate(compiled, spec, context=False)  # no cache contexts: implicit branches
     implicit = {ctx: stats.decisions for ctx, stats in backend.stats.items()}
-    result = dict(counts=first, after=counts(), counter=counter, decisions=decisions, again=again,
+    result = dict(counts={key: getattr(first, key) for key in COUNTED}, fbc=first.fbc,
+                  after={key: getattr(after, key) for key in COUNTED}, decisions=decisions, again=again,
                   implicit=implicit, diffs=diffs)
     _RESULTS["fbc", name] = result
     return result
@@ -106,8 +81,8 @@ def run_hook(name: str) -> dict:
         return _RESULTS["hook", name]
     from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
 
-    spec = zoo.MODELS[name]
-    reset_counts()
+    spec = zoo.SEED[name]
+    torch._dynamo.reset()
     model = spec.build()
     apply_first_block_cache(model, FirstBlockCacheConfig(threshold=THRESHOLDS[name]))
     head = next(m._diffusers_hook.get_hook("fbc_leader_block_hook") for m in model.modules()
@@ -118,8 +93,9 @@ def run_hook(name: str) -> dict:
     def after_call(ctx):
         decisions[ctx].append(bool(head.state_manager.get_state().should_compute))
 
-    _generate(torch.compile(model, backend="aot_eager"), spec, after_call=after_call)
-    _RESULTS["hook", name] = result = dict(counts=counts(), decisions=decisions)
+    with count_compiles() as counts:
+        _generate(torch.compile(model, backend="aot_eager"), spec, after_call=after_call)
+    _RESULTS["hook", name] = result = dict(counts={key: getattr(counts, key) for key in COUNTED}, decisions=decisions)
     return result
 
 
@@ -128,7 +104,7 @@ def test_fbc_compiles_one_graph_split_at_every_block(name):
     result = run_fbc(name)
     assert result["counts"] == fbc_counts(name)
     # no fallback to a plain compile
-    assert result["counter"] == {"graphs": 1, "split_graphs": 1, "pieces": FBC_PIECES[name]}
+    assert result["fbc"] == {"graphs": 1, "split_graphs": 1, "pieces": pieces(zoo.SEED[name])}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -145,7 +121,7 @@ def test_fbc_more_generations_compile_nothing(name):
     """Another generation after the pipeline's reset, and one without cache contexts: no new compilation, and
     the same decisions (the reset forgot everything)."""
     result = run_fbc(name)
-    assert result["after"] == result["counts"]
+    assert result["after"] == dict.fromkeys(COUNTED, 0)
     assert result["again"] == result["decisions"]
     assert result["implicit"] == {"branch0": result["decisions"]["cond"], "branch1": result["decisions"]["uncond"]}
 

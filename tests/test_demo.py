@@ -18,10 +18,9 @@ import pytest
 import torch
 
 from fbc_compile.__main__ import build_parser, main
-from fbc_compile.demo import DEMO_SIZE, DEMO_TRANSFORMER, DEMO_VAE, run
-from fbc_compile.pipelines import build_pipeline, call_kwargs
-
-from fbc_compile.reference import record_hook_decisions
+from fbc_compile.demo import DEMO_SIZE, TRUSTED_SPREAD, generation_kwargs, run, tiny_flux_pipeline
+from pipelines import build_pipeline
+from reference import record_hook_decisions
 
 REPO = Path(__file__).resolve().parents[1]
 # The demo's default threshold (0.4) sits 1e-4 from one of the 28 measured differences of the tiny Flux; this one
@@ -29,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 THRESHOLD = 0.4025
 
 
-def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def _cli(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     return subprocess.run([sys.executable, "-m", "fbc_compile", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
@@ -37,10 +36,10 @@ def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory):
-    """The default demo (28 steps, the tiny Flux, inductor), one timed generation of each kind."""
+    """The default demo (28 steps, the tiny Flux, inductor), two timed generations of each kind."""
     torch._dynamo.reset()
     image = tmp_path_factory.mktemp("demo") / "out.png"
-    args = build_parser().parse_args(["demo", "--threshold", str(THRESHOLD), "--repeats", "1", "--output", str(image)])
+    args = build_parser().parse_args(["demo", "--threshold", str(THRESHOLD), "--repeats", "2", "--output", str(image)])
     out = io.StringIO()
     result = run(args, out=out)
     return result, out.getvalue(), args
@@ -54,9 +53,10 @@ def test_demo_decisions_match_diffusers_hook(tiny_demo):
     decisions = [computed for computed, _ in result.decisions["cond"]]
     assert len(decisions) == args.steps == 28
 
-    pipe = build_pipeline("flux", transformer=DEMO_TRANSFORMER, vae_config=DEMO_VAE, seed=args.seed)
+    pipe = tiny_flux_pipeline(torch.float32, "cpu", args.seed)
+    pipe.set_progress_bar_config(disable=True)
     record = record_hook_decisions(pipe.transformer, THRESHOLD)
-    pipe(**call_kwargs("flux", steps=28, cfg=False, seed=args.seed, height=DEMO_SIZE, width=DEMO_SIZE))
+    pipe(**generation_kwargs(pipe, args, tiny=True))
     assert decisions == record.decisions["cond"]
     assert 0.3 < result.skip_rate < 0.7
     # the per-step table shows each decision
@@ -78,10 +78,15 @@ def test_demo_summary_and_image(tiny_demo):
     for line in ("skip rate", "plain torch.compile", "fbc_backend", "speedup", "dynamo graphs compiled",
                  "recompilations        : 0", f"image saved to        : {args.output}"):
         assert line in text
-    assert result.seconds_plain > 0 and result.seconds_fbc > 0
-    # Timing on a shared 2-core CPU is too noisy to assert a speedup; the demo reports it (1.5x measured at 43%
-    # skips with 3 repeats). What must hold is that skipping does not cost time beyond noise.
-    assert result.speedup > 0.5
+    assert result.seconds_plain > 0 and result.seconds_fbc > 0  # (speed is the benchmark's to measure, not a test's)
+    # The speedup line says on how many threads it was measured and whether its repeats agree.
+    assert f"x on {torch.get_num_threads()} torch thread(s); " in text
+    if args.repeats == 1:
+        assert "one run of each" in text
+    elif result.spread > TRUSTED_SPREAD:
+        assert f"NOT to be trusted: repeats of one kind differ by up to {result.spread:.0%}" in text
+    else:
+        assert f"repeats agree within {result.spread:.0%}" in text
 
 
 @pytest.mark.slow
@@ -103,7 +108,7 @@ def test_demo_loads_saved_pipeline_with_model(tmp_path):
 
 def test_help():
     for args in (["--help"], ["demo", "--help"]):
-        done = _cli(*args, timeout=120)
+        done = _cli(*args)
         assert done.returncode == 0, done.stderr
         assert "usage: python -m fbc_compile" in done.stdout
     for option in ("--threshold", "--steps", "--device", "--dtype", "--model", "--output", "--seed"):
@@ -142,4 +147,4 @@ def test_demo_argparse_errors(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert "usage: python -m fbc_compile" in capsys.readouterr().err
+    assert "usage: fbc-compile" in capsys.readouterr().err  # (called as the console script would)

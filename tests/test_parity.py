@@ -15,9 +15,10 @@ import dataclasses
 import pytest
 import torch
 
-from fbc_compile import compilation_counter, fbc_backend, zoo
-from fbc_compile.reference import record_hook_decisions
-from test_counts import FBC_PIECES
+import zoo
+from fbc_compile import compilation_counter, fbc_backend
+from helpers import generate, pieces, relative_error
+from reference import record_hook_decisions
 
 STEPS = 12
 # Two thresholds per model that give both computes and skips over the loop below. A threshold must not sit
@@ -31,15 +32,6 @@ THRESHOLDS = {
 }
 CFG_MODELS = ("wan", "cogview4")
 MARGIN = 1e-3
-
-
-def uncond(spec: zoo.ModelSpec) -> dict:
-    ehs = spec.make_inputs(1, torch.Generator().manual_seed(0))["encoder_hidden_states"]
-    return {"encoder_hidden_states": torch.zeros_like(ehs)}
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max())
 
 
 @dataclasses.dataclass
@@ -65,48 +57,48 @@ class Run:
 def hook_loop(spec, threshold, **loop):
     reference = spec.build()  # same seed, same weights as the compiled model
     decisions = record_hook_decisions(reference, threshold)
-    latents, _ = zoo.denoise(reference, spec, STEPS, context=True, **loop)
+    latents, _ = generate(reference, spec, STEPS, context=True, **loop)
     return latents, list(decisions.decisions.values())
 
 
-@pytest.fixture(scope="module", params=list(zoo.MODELS))
+@pytest.fixture(scope="module", params=list(zoo.SEED))
 def run(request) -> Run:
     name = request.param
-    spec = zoo.MODELS[name]
+    spec = zoo.SEED[name]
     model = spec.build()
     torch._dynamo.reset()
     torch._dynamo.utils.clear_compilation_metrics()
     compilation_counter.clear()
 
-    eager, _ = zoo.denoise(model, spec, STEPS)
+    eager, _ = generate(model, spec, STEPS)
     plain = torch.compile(copy.deepcopy(model), fullgraph=True)
     backend = fbc_backend(0.0)
     ours = torch.compile(model, backend=backend, fullgraph=True)
     cases = {f"threshold {t}": (t, {}) for t in THRESHOLDS[name]}
     if name in CFG_MODELS:
-        cfg = {"branches": (None, uncond(spec))}
+        cfg = {"cfg": True}
         cases["cfg, cache contexts"] = (THRESHOLDS[name][0], dict(cfg, context=True))
         cases["cfg, no context"] = (THRESHOLDS[name][0], cfg)
     loops = {}
     # Ours first: plain compile of the same forward afterwards is a BACKEND_MATCH recompile of the frame, which
     # is dynamo's doing and not ours, so it runs outside error_on_recompile and after the metrics are read.
     with torch._dynamo.config.patch(error_on_recompile=True):
-        zero, _ = zoo.denoise(ours, spec, STEPS)
+        zero, _ = generate(ours, spec, STEPS)
         zero_skips = sum(s.skips for s in backend.stats.values())
         for label, (threshold, loop) in cases.items():
             backend.reset()
             backend.threshold = threshold
-            latents, _ = zoo.denoise(ours, spec, STEPS, **loop)
-            reference, hook_decisions = hook_loop(spec, threshold, branches=loop.get("branches", (None,)))
+            latents, _ = generate(ours, spec, STEPS, **loop)
+            reference, hook_decisions = hook_loop(spec, threshold, cfg=loop.get("cfg", False))
             diffs = [d for s in backend.stats.values() for d in s.diffs if d is not None]
             loops[label] = Loop([s.decisions for s in backend.stats.values()], hook_decisions, diffs,
-                                rel(latents, reference))
+                                relative_error(latents, reference))
     metrics = torch._dynamo.utils.get_compilation_metrics()
-    compiled, _ = zoo.denoise(plain, spec, STEPS)
+    compiled, _ = generate(plain, spec, STEPS)
     return Run(
         name=name,
-        noise=rel(compiled, eager),
-        threshold_zero_error=rel(zero, compiled),
+        noise=relative_error(compiled, eager),
+        threshold_zero_error=relative_error(zero, compiled),
         threshold_zero_skips=zero_skips,
         loops=loops,
         graphs=compilation_counter["graphs"],
@@ -154,5 +146,5 @@ def test_one_graph_split_at_every_block_no_recompile(run):
     # Plain compile adds one graph and one piece (its own); fbc one graph split into head, one piece per later
     # block and tail. All loops, threshold changes and resets included.
     assert run.graphs == 1
-    assert run.pieces == FBC_PIECES[run.name]
+    assert run.pieces == pieces(zoo.SEED[run.name])
     assert run.recompiles == []
