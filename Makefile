@@ -22,7 +22,7 @@ demo: install
 
 # Two workers, each taking whole test modules (their fixtures share compiled models).
 test: install
-	$(PY) -m pytest -q -ra -n 2 --dist loadfile
+	$(PY) -m pytest -q -ra -n 2 --dist loadfile --no-loadscope-reorder
 
 # The oldest diffusers pyproject.toml admits, with the transformers of its day: the backend's tests that
 # need no inductor (CI runs this after `make test`).

@@ -79,6 +79,7 @@ def _scenario(rank: int, name: str, mode: str) -> dict:
     with torch._dynamo.config.patch(error_on_recompile=True), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         latents = _loop(spec, compiled, context_of)
+    decisions = {context: list(stats.decisions) for context, stats in backend.stats.items()}
     # One rank forgets its state (as after an exception on that rank alone): its vote makes every rank compute.
     if rank == 0:
         compiled._reset_stateful_cache()
@@ -89,7 +90,7 @@ def _scenario(rank: int, name: str, mode: str) -> dict:
         after_one_rank_reset=backend.stats["cond"].decisions[-1],
         warnings=[str(w.message) for w in caught if "fbc_compile" in str(w.message)],
         ranks=ranks, whole=middle, threshold=threshold, counter=dict(compilation_counter),
-        decisions={context: stats.decisions[:STEPS] for context, stats in backend.stats.items()},
+        decisions=decisions,
         reference=reference.decisions, error=relative_error(latents, expected),
     )
 
