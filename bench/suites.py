@@ -8,6 +8,8 @@ fresh process and an empty inductor cache per measurement.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import json
 import os
 import shutil
@@ -20,8 +22,10 @@ import torch
 
 import common
 from common import FRAMES, PEERS, REFERENCES, VARIANTS, Case, Preset, log, median
+from fbc_compile.testing import count_compiles
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+COUNTED = ("graphs", "pieces", "frames", "recompiles", "graph_breaks", "frames_given_up")
 
 
 def _rotations(items, rounds):
@@ -42,33 +46,35 @@ def _set_limits() -> None:
     torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 4096)
 
 
+def _release() -> None:
+    """Drop the previous model's compiled code and free its memory before building the next (GPU presets hold
+    one full-size model at a time)."""
+    torch._dynamo.reset()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _compare_decisions(all_decisions: dict[str, dict]) -> dict:
     """Whether every caching variant decided exactly as fbc did, call for call."""
     reference = all_decisions.get("fbc")
-    out = {}
-    for name, decisions in all_decisions.items():
-        if name in ("fbc", "plain") or reference is None:
-            continue
-        out[name] = decisions == reference
-    return out
+    return {name: decisions == reference for name, decisions in all_decisions.items()
+            if name not in ("fbc", "plain") and reference is not None}
 
 
 def _format_decisions(decisions: dict[str, list]) -> dict[str, str]:
     return {k: "".join("?" if d is None else ("C" if d else "s") for d in v) for k, v in decisions.items()}
 
 
+def _same_every_time(runs: list[dict], where: str) -> dict:
+    """The decisions of identical generations, which must not change from one to the next."""
+    if any(run != runs[0] for run in runs):
+        raise AssertionError(f"{where}: decisions changed between identical generations: "
+                             f"{[_format_decisions(run) for run in runs]}")
+    return runs[0]
+
+
 # ------------------------------------------------------------------------------------------------------- steps
-
-
-def _release() -> None:
-    """Drop the previous model's compiled code and free its memory before building the next (GPU presets hold
-    one full-size model at a time)."""
-    import gc
-
-    torch._dynamo.reset()
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def steps_suite(preset: Preset, progress: Callable) -> dict:
@@ -80,83 +86,78 @@ def steps_suite(preset: Preset, progress: Callable) -> dict:
     return {"models": models}
 
 
+def _time_steps(variant: common.Variant, kind: str, calls: int, call_a: dict, call_b: dict,
+                floor: common.Variant) -> tuple[list[float], list]:
+    """Samples of seconds per call of one step kind, and the decisions of the calls timed (warm-up included).
+
+    Caching variants run at threshold 0 in one context, after a call with ``call_a``: "computed" alternates
+    the two latents, so each call differs from the last computed one; "skipped" repeats ``call_a``, whose
+    difference from the last computed call is exactly 0. The frame rows time each call right after a floor call,
+    which leaves the CPU caches as a skipped call finds them after block 0's work; the rest run back to back.
+    """
+    if variant.name in FRAMES:
+        return [common.measure(lambda: variant("cond", call_a), setup=lambda: floor("cond", call_a))
+                for _ in range(calls)], []
+    if not variant.caches:
+        return [common.measure(lambda: variant("cond", call_a), number=calls)], []
+    decisions, last = [], [call_a]
+
+    def prime():
+        variant("cond", call_a)
+        last[0] = call_a
+
+    def step():
+        if kind == "computed":
+            last[0] = call_b if last[0] is call_a else call_a
+        variant("cond", last[0])
+        decisions.append(variant.last_decision("cond"))
+
+    return [common.measure(step, setup=prime, number=calls)], decisions
+
+
 def _steps_model(case: Case, preset: Preset, progress: Callable) -> dict:
-    device = preset.device
-    common.clear_counts()
     base = common.build_model(case, preset)
-    inputs = common.make_inputs(case, preset)
-    call_a = inputs[0]
-    gen = torch.Generator().manual_seed(1)
-    other = torch.randn(call_a["hidden_states"].shape, generator=gen).to(call_a["hidden_states"])
-    call_b = dict(call_a, hidden_states=other)  # a different latent: block 0's residual changes a lot
+    call_a, call_b = common.step_inputs(case, preset)
     names = VARIANTS + REFERENCES
     variants = {name: common.make_variant(name, case, base, case.threshold) for name in names}
+    generations = {name: common.generation(variants[name], case, preset) for name in VARIANTS}
 
     # Compile everything, and walk every path the timed part takes (hook variants compile per decision pattern).
-    with torch.no_grad():
+    with torch.no_grad(), count_compiles() as warmup:
         for name, variant in variants.items():
             progress(f"{case.name}: compiling {name}")
             if name in VARIANTS:
                 variant.set_threshold(case.threshold)
-                variant.reset()
-                common.generate(variant, case, inputs)
-                variant.reset()
-                common.generate(variant, case, inputs)
+                generations[name]()
+                generations[name]()
             variant.set_threshold(0.0)
             variant.reset()
             for kwargs in (call_a, call_a, call_a, call_b, call_a, call_b, call_b, call_a, call_a):
                 variant("cond", kwargs)
-    warmup_counts = common.compile_counts()
-    progress(None)
 
     samples = {name: {"computed": [], "skipped": []} for name in names}
     checks = {name: {"computed_ok": 0, "computed_bad": 0, "skipped_ok": 0, "skipped_bad": 0} for name in names}
-
-    def time_calls(variant, kind: str) -> None:
-        name = variant.name
-        if not variant.caches:
-            for _ in range(preset.calls):
-                if name in FRAMES:  # in a skipped call's place: after block 0's work has been through the caches
-                    variants["floor"]("cond", call_a)
-                samples[name]["computed"].append(common.timed(lambda: variant("cond", call_a), device))
-            return
-        variant.set_threshold(0.0)
-        if kind == "computed":  # each call's latent differs from the last computed one: diff >> 0
-            variant("cond", call_a)
-            for i in range(preset.calls):
-                kwargs = call_b if i % 2 == 0 else call_a
-                samples[name]["computed"].append(common.timed(lambda: variant("cond", kwargs), device))
-                checks[name]["computed_ok" if variant.last_decision("cond") else "computed_bad"] += 1
-        else:  # the same inputs as the last computed call: diff == 0 <= threshold
-            variant("cond", call_a)
-            for _ in range(preset.calls):
-                samples[name]["skipped"].append(common.timed(lambda: variant("cond", call_a), device))
-                checks[name]["skipped_bad" if variant.last_decision("cond") else "skipped_ok"] += 1
-
+    loops = {name: {"seconds": [], "peak_mib": [], "cache_mib": [], "runs": []} for name in VARIANTS}
     with torch.no_grad(), common.no_compiles():
         for order in _rotations(names, preset.rounds):
             for name in order:
-                for kind in ("computed", "skipped"):
-                    time_calls(variants[name], kind)
+                variant = variants[name]
+                variant.set_threshold(0.0)
+                for kind in ("computed", "skipped") if variant.caches else ("computed",):
+                    seconds, decisions = _time_steps(variant, kind, preset.calls, call_a, call_b, variants["floor"])
+                    samples[name][kind] += seconds
+                    for computed in decisions:
+                        checks[name][f"{kind}_{'ok' if computed == (kind == 'computed') else 'bad'}"] += 1
             progress(f"{case.name}: step latency")
 
-        loops = {name: {"seconds": [], "peak_mib": [], "cache_mib": [], "decisions": None} for name in VARIANTS}
-        loop_decisions = {}
         for order in _rotations(VARIANTS, preset.loop_repeats):
             for name in order:
-                variant = variants[name]
-                variant.set_threshold(case.threshold)
-                variant.reset()
-                with common.PeakMemory(device) as memory:
-                    seconds = common.timed(lambda: loop_decisions.__setitem__(
-                        name, common.generate(variant, case, inputs)), device)
-                loops[name]["seconds"].append(seconds)
-                loops[name]["peak_mib"].append(memory.mib)
-                loops[name]["cache_mib"].append(variant.cache_state_bytes() / 2**20)
-                if loops[name]["decisions"] is None:
-                    loops[name]["decisions"] = loop_decisions[name]
-                elif loops[name]["decisions"] != loop_decisions[name]:
-                    raise AssertionError(f"{case.name}/{name}: decisions changed between identical generations")
+                variants[name].set_threshold(case.threshold)
+                loop = loops[name]
+                with common.cuda_peak(preset.device) as peak:
+                    loop["seconds"].append(common.measure(lambda: loop["runs"].append(generations[name]())))
+                loop["peak_mib"].append(peak.get("mib"))
+                loop["cache_mib"].append(variants[name].cache_state_bytes() / 2**20)
             progress(f"{case.name}: denoising loops")
         for variant in variants.values():
             variant.reset()
@@ -164,13 +165,14 @@ def _steps_model(case: Case, preset: Preset, progress: Callable) -> dict:
     bad = {name: c for name, c in checks.items() if c["computed_bad"] or c["skipped_bad"]}
     if bad:
         raise AssertionError(f"{case.name}: timed calls did not compute/skip as intended: {bad}")
-    same = _compare_decisions({name: loops[name]["decisions"] for name in VARIANTS})
+    loop_decisions = {name: _same_every_time(loops[name]["runs"], f"{case.name}/{name}") for name in VARIANTS}
+    same = _compare_decisions(loop_decisions)
     if not all(same.values()):  # reported (and run.py exits non-zero), not raised: the other numbers still count
-        detail = {name: _format_decisions(loops[name]["decisions"]) for name in VARIANTS if name != "plain"}
+        detail = {name: _format_decisions(d) for name, d in loop_decisions.items() if name != "plain"}
         log(f"WARNING {case.name}: variants decided differently at threshold {case.threshold}: {detail}")
 
     result = {"threshold": case.threshold, "steps": case.steps, "branches": case.branches, "batch": case.batch,
-              "variants": {}, "warmup_counts": warmup_counts}
+              "variants": {}, "warmup_counts": dataclasses.asdict(warmup)}
     for name in names:
         row = {
             "computed_ms": _ms(median(samples[name]["computed"])),
@@ -180,13 +182,15 @@ def _steps_model(case: Case, preset: Preset, progress: Callable) -> dict:
             "checks": checks[name],
         }
         if name in loops:
-            row.update(loop_s=median(loops[name]["seconds"]), loop_samples_s=loops[name]["seconds"],
-                       peak_mib=median(loops[name]["peak_mib"]), cache_state_mib=max(loops[name]["cache_mib"]),
-                       skip_rate=common.skip_rate(loops[name]["decisions"]),
-                       decisions=_format_decisions(loops[name]["decisions"]))
+            loop = loops[name]
+            row.update(loop_s=median(loop["seconds"]), loop_samples_s=loop["seconds"],
+                       cache_state_mib=max(loop["cache_mib"]), skip_rate=common.skip_rate(loop_decisions[name]),
+                       decisions=_format_decisions(loop_decisions[name]))
+            if preset.device == "cuda":
+                row["peak_mib"] = median(loop["peak_mib"])
         result["variants"][name] = row
     result["same_decisions"] = same
-    result["ratios"] = _step_ratios(result["variants"])
+    result["ratios"] = step_ratios(result["variants"])
     return result
 
 
@@ -194,16 +198,22 @@ def _ms(seconds):
     return None if seconds is None else seconds * 1e3
 
 
-def _step_ratios(rows: dict) -> dict:
+def step_ratios(rows: dict) -> dict:
+    """The steps suite's ratios of medians. ``frame_extra_ms`` is dynamo's frame for the whole model less the
+    floor's: what a skipped step of any single-graph compile pays over the floor, so a skipped step is held to
+    ``floor + frame_extra`` (``skipped_over_floor_and_frame``); None where a run did not time the frames."""
     plain = rows["plain"]["computed_ms"]
     floor = rows["floor"]["computed_ms"]
-    frame_extra = rows["frame"]["computed_ms"] - rows["floor_frame"]["computed_ms"]
+    frame_extra = (rows["frame"]["computed_ms"] - rows["floor_frame"]["computed_ms"]
+                   if "frame" in rows and "floor_frame" in rows else None)
+    floor_and_frame = None if frame_extra is None else floor + frame_extra
     ratios = {"floor_over_plain": _ratio(floor, plain), "frame_extra_ms": frame_extra,
               "frame_extra_over_floor": _ratio(frame_extra, floor)}
     for name in ("hook_compile", "hook_regional", "fbc"):
         row = rows[name]
         prefix = "" if name == "fbc" else name + "_"
         ratios[prefix + "skipped_over_floor"] = _ratio(row["skipped_ms"], floor)
+        ratios[prefix + "skipped_over_floor_and_frame"] = _ratio(row["skipped_ms"], floor_and_frame)
         ratios[prefix + "skipped_over_plain"] = _ratio(row["skipped_ms"], plain)
         ratios[prefix + "computed_over_plain"] = _ratio(row["computed_ms"], plain)
         ratios[prefix + "skipped_over_computed"] = _ratio(row["skipped_ms"], row["computed_ms"])
@@ -231,7 +241,6 @@ def compile_suite(preset: Preset, progress: Callable, threads: int) -> dict:
                     for kind in ("cold", "warm"):
                         progress(f"{case.name}: {kind} compile, {name}")
                         runs[name][kind].append(_run_worker(preset, case, name, cache_dir, threads))
-                        progress(None)
                 finally:
                     shutil.rmtree(cache_dir, ignore_errors=True)
         models[case.name] = _compile_summary(case, runs)
@@ -262,16 +271,13 @@ def _compile_summary(case: Case, runs: dict) -> dict:
             cold_first_generation_s=median(r["first_generation_s"] for r in cold),
             warm_first_generation_s=median(r["first_generation_s"] for r in warm),
             steady_generation_s=median(r["second_generation_s"] for r in cold + warm),
-            dynamo_graphs=counts["dynamo_graphs"], pieces=counts["pieces"], frames=counts["frames"],
-            recompiles=counts["recompiles"], graph_breaks=counts["graph_breaks"],
-            graph_breaks_in_metrics=counts["graph_breaks_in_metrics"], frames_given_up=counts["frames_given_up"],
-            fbc_counter=counts["fbc"], recompile_reasons=counts["recompile_reasons"],
-            graph_break_reasons=counts["graph_break_reasons"],
-            frames_compiled_in_second_generation=max(r["frames_compiled_in_second_generation"] for r in cold + warm),
+            **{key: counts[key] for key in COUNTED}, fbc=counts["fbc"],
+            recompile_reasons=counts["recompile_reasons"], graph_break_reasons=counts["graph_break_reasons"],
+            frames_compiled_in_second_generation=max(r["second_counts"]["frames"] for r in cold + warm),
             skip_rate=cold[0]["skip_rate"], decisions=_format_decisions(cold[0]["decisions_second"]),
             first_generation_decisions=_format_decisions(cold[0]["decisions"]),
-            counts_identical_across_runs=all(r["counts"]["dynamo_graphs"] == counts["dynamo_graphs"]
-                                             and r["counts"]["recompiles"] == counts["recompiles"] for r in cold),
+            counts_identical_across_runs=all({k: r["counts"][k] for k in COUNTED} == {k: counts[k] for k in COUNTED}
+                                             for r in cold),
             runs=kinds,
         )
     fbc, plain, hook = variants["fbc"], variants["plain"], variants["hook_compile"]
@@ -301,50 +307,47 @@ def thresholds_suite(preset: Preset, progress: Callable, repeats: int = 1) -> di
     _set_limits()
     models = {}
     for case in preset.cases:
-        base = variants = None
         _release()
-        common.clear_counts()
-        base = common.build_model(case, preset)
-        inputs = common.make_inputs(case, preset)
-        variants = {name: common.make_variant(name, case, base, 0.0) for name in THRESHOLD_VARIANTS}
-        points = [(name, thr) for name in THRESHOLD_VARIANTS
-                  for thr in (case.thresholds if name != "plain" else (None,))]
-        with torch.no_grad():
-            for name, thr in points:  # compile every decision pattern before timing
-                progress(f"{case.name}: warm-up {name} {thr}")
-                _threshold_run(variants[name], case, inputs, thr, preset.device)
-                progress(None)
-            seconds = {point: [] for point in points}
-            decisions = {}
-            with common.no_compiles():
-                for order in _rotations(points, repeats):
-                    for point in order:
-                        s, d = _threshold_run(variants[point[0]], case, inputs, point[1], preset.device)
-                        seconds[point].append(s)
-                        decisions[point] = d
-                        progress(f"{case.name}: {point[0]} @ {point[1]}")
-        rows = []
-        plain_s = median(seconds[("plain", None)])
-        for name, thr in points:
-            if name == "plain":
-                continue
-            s = median(seconds[(name, thr)])
-            rows.append(dict(variant=name, threshold=thr, generation_s=s, samples_s=seconds[(name, thr)],
-                             skip_rate=common.skip_rate(decisions[(name, thr)]), speedup_over_plain=_ratio(plain_s, s),
-                             decisions=_format_decisions(decisions[(name, thr)])))
-        same = {thr: decisions[("hook_compile", thr)] == decisions[("fbc", thr)] for thr in case.thresholds}
-        models[case.name] = dict(steps=case.steps, branches=case.branches, plain_generation_s=plain_s, rows=rows,
-                                 same_decisions=same)
+        models[case.name] = _thresholds_model(case, preset, progress, repeats)
     return {"models": models}
 
 
-def _threshold_run(variant, case, inputs, threshold, device):
-    if threshold is not None:
-        variant.set_threshold(threshold)
-    variant.reset()
-    out = {}
-    seconds = common.timed(lambda: out.setdefault("d", common.generate(variant, case, inputs)), device)
-    return seconds, out["d"]
+def _thresholds_model(case: Case, preset: Preset, progress: Callable, repeats: int) -> dict:
+    base = common.build_model(case, preset)
+    variants = {name: common.make_variant(name, case, base, 0.0) for name in THRESHOLD_VARIANTS}
+    generations = {name: common.generation(variant, case, preset) for name, variant in variants.items()}
+    points = [(name, thr) for name in THRESHOLD_VARIANTS for thr in (case.thresholds if name != "plain" else (None,))]
+
+    def at(point):
+        """The generation of ``point`` = (variant, threshold), its threshold set."""
+        name, threshold = point
+        if threshold is not None:
+            variants[name].set_threshold(threshold)
+        return generations[name]
+
+    for point in points:  # compile every decision pattern before timing
+        progress(f"{case.name}: warm-up {point[0]} {point[1]}")
+        at(point)()
+    seconds = {point: [] for point in points}
+    runs = {point: [] for point in points}
+    with common.no_compiles():
+        for order in _rotations(points, repeats):
+            for point in order:
+                generate = at(point)
+                seconds[point].append(common.measure(lambda: runs[point].append(generate())))
+                progress(f"{case.name}: {point[0]} @ {point[1]}")
+    decisions = {point: _same_every_time(runs[point], f"{case.name}/{point}") for point in points}
+    plain_s = median(seconds[("plain", None)])
+    rows = []
+    for name, thr in points:
+        if name == "plain":
+            continue
+        s = median(seconds[(name, thr)])
+        rows.append(dict(variant=name, threshold=thr, generation_s=s, samples_s=seconds[(name, thr)],
+                         skip_rate=common.skip_rate(decisions[(name, thr)]), speedup_over_plain=_ratio(plain_s, s),
+                         decisions=_format_decisions(decisions[(name, thr)])))
+    same = {thr: decisions[("hook_compile", thr)] == decisions[("fbc", thr)] for thr in case.thresholds}
+    return dict(steps=case.steps, branches=case.branches, plain_generation_s=plain_s, rows=rows, same_decisions=same)
 
 
 # ------------------------------------------------------------------------------------------------------ kernel
@@ -357,6 +360,4 @@ def kernel_suite(preset: Preset, progress: Callable) -> dict:
     from kernel import run_kernel_bench
 
     progress("kernel")
-    rows = run_kernel_bench()
-    progress(None)
-    return {"rows": rows}
+    return {"rows": run_kernel_bench()}
