@@ -374,8 +374,10 @@ def readme_summary(results: Path = common.RESULTS) -> str:
                          _f(ratios["loop_speedup_over_plain"], suffix="x"),
                          _f(ratios["loop_speedup_over_hook_compile"], suffix="x"), graphs, recompiles])
         env = steps["environment"]
-        tables.append(f"{environment_line(env)}. {steps['description']}; a {next(iter(steps['models'].values()))['steps']}"
-                      f"-step CFG loop.\n\n" + _table(
+        counted_on = compile_["environment"]["date"].split()[0] if "environment" in compile_ else "n/a"
+        tables.append(f"{environment_line(env)}. {steps['description']}; a "
+                      f"{next(iter(steps['models'].values()))['steps']}-step CFG loop (graphs and recompiles: "
+                      f"one generation, counted on {counted_on}).\n\n" + _table(
                           ["model", "skipped / computed step", "skipped / (floor + frame)",
                            "loop vs torch.compile", "loop vs hook + torch.compile",
                            "graphs: fbc / hook", "recompiles: fbc / hook"], rows))

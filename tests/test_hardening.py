@@ -201,13 +201,13 @@ def test_dynamic_true_serves_eleven_resolutions_with_two_graphs(fresh_dynamo):
 @pytest.mark.slow
 def test_new_shapes_compile_new_graphs_with_inductor(fresh_dynamo):
     """Inductor, batch sizes 1, 2, 3 in turn, each a fresh loop in its own cache context: each batch's
-    decisions are the hook's and its outputs are within the plain-compile noise of the hook's; batch 2 brings
-    a dynamic-shape graph that batch 3 reuses (its pieces compiled with symbolic sizes)."""
+    decisions are the hook's and its outputs are within 1e-4 of the hook's (inductor's rounding on these models
+    is about 1e-6; a wrong decision or residual moves them by 1e-2); batch 2 brings a dynamic-shape graph that
+    batch 3 reuses (its pieces compiled with symbolic sizes)."""
     spec = zoo.SEED["wan"]
     threshold = THRESHOLDS["wan"]
     backend = fbc_backend(threshold)
     ours = torch.compile(spec.build(), backend=backend)
-    plain, eager = torch.compile(spec.build()), spec.build()
     for batch in (1, 2, 3):
         context = f"batch{batch}"
         step = Stepper(ours, spec, 8, batch=batch, seed=batch, context=context)
@@ -215,12 +215,8 @@ def test_new_shapes_compile_new_graphs_with_inductor(fresh_dynamo):
         decisions, expected = hook_run(spec, threshold, 8, seed=batch, batch=batch)
         assert backend.stats[context].decisions == decisions, batch
         assert not all(decisions), batch
-        noise_step = [Stepper(m, spec, 8, batch=batch, seed=batch) for m in (plain, eager)]
-        plain_out = [noise_step[0]() for _ in range(8)]
-        eager_out = [noise_step[1]() for _ in range(8)]
-        noise = max(max(relative_error(p, e) for p, e in zip(plain_out, eager_out)), 1e-6)
         for out, ref in zip(outputs, expected):
-            assert relative_error(out, ref) <= 5 * noise, batch
+            assert relative_error(out, ref) <= 1e-4, batch
     assert compilation_counter["split_graphs"] == 2 and compilation_counter["fallbacks"] == 0
 
 

@@ -2,7 +2,8 @@
 
     cd tests && python -m zoo.table            # rewrite both tables in place (README.md and docs/models.md)
 
-``readme_table()`` has one row per diffusers class, ``variants_table()`` one per variant with the reasons.
+``readme_table()`` has one row per diffusers class, ``variants_table()`` (docs/models.md) one per variant with the
+block sequence and the reasons.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ def _summary() -> str:
 
 
 def readme_table() -> str:
-    lines = [BEGIN, _summary(), "", "| diffusers class | variants tested | First Block Cache | diffusers' hook |",
-             "|---|---|---|---|"]
+    lines = [BEGIN, _summary(), "", "| diffusers class | First Block Cache | diffusers' hook |", "|---|---|---|"]
     by_class = itertools.groupby(sorted(CATALOGUE.values(), key=lambda s: (s.model_cls, s.name)), lambda s: s.model_cls)
     for model_cls, specs in by_class:
         specs = list(specs)
@@ -48,7 +48,7 @@ def readme_table() -> str:
             cache += " (one of several graphs)"
         hooked = sum(s.hook for s in cached)
         hook = "same" if hooked == len(specs) else "no" if not hooked else f"{hooked} of {len(specs)}"
-        lines.append(f"| `{model_cls}` | {', '.join(s.name for s in specs)} | {cache} | {hook} |")
+        lines.append(f"| `{model_cls}` | {cache} | {hook} |")
     return "\n".join([*lines, END])
 
 
