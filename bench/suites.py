@@ -155,7 +155,9 @@ def _steps_model(case: Case, preset: Preset, progress: Callable) -> dict:
                 variants[name].set_threshold(case.threshold)
                 loop = loops[name]
                 with common.cuda_peak(preset.device) as peak:
-                    loop["seconds"].append(common.measure(lambda: loop["runs"].append(generations[name]())))
+                    # One generation per sample: they were warmed up above, and Timer's own warm-up would run two
+                    # more generations per sample.
+                    loop["seconds"].append(common.wall(lambda: loop["runs"].append(generations[name]())))
                 loop["peak_mib"].append(peak.get("mib"))
                 loop["cache_mib"].append(variants[name].cache_state_bytes() / 2**20)
             progress(f"{case.name}: denoising loops")
