@@ -16,7 +16,6 @@ environment) and ``.png``. Progress goes to stderr. Runs that write into ``bench
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path

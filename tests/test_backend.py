@@ -320,7 +320,8 @@ def test_two_blocks_of_a_plain_model_split(fresh_dynamo):
     compiled = torch.compile(model, backend=backend, fullgraph=True)
     x = torch.randn(4, 8)
     with torch.no_grad():
-        first, second = compiled(x), compiled(x + 1e-3)
+        first = compiled(x)
+        compiled(x + 1e-3)
     assert backend.stats["branch0"].decisions == [True, False]
     assert compilation_counter["split_graphs"] == 1
     torch.testing.assert_close(first, model(x))
