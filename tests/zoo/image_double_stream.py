@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .spec import ModelSpec, fill_rope_table, randn
+from .spec import ModelSpec, fill_rope_table, randn, unit_timestep
 
 IMG_SIDE = 4  # 4x4 = 16 image tokens for the packed (Flux-like) models
 IMG_TOKENS = IMG_SIDE * IMG_SIDE
@@ -29,11 +29,6 @@ TXT_DIM = 24  # text-encoder width fed to the models (differs from the hidden si
 
 # --------------------------------------------------------------------------------------------------------------
 # small helpers
-
-
-def _unit_time(t: float, batch: int) -> torch.Tensor:
-    """Pipelines of the flow models below pass sigma in [0, 1] (they divide the scheduler's timestep by 1000)."""
-    return torch.full((batch,), float(t))
 
 
 def _grid_ids(side: int, first: float = 0.0) -> torch.Tensor:
@@ -821,7 +816,7 @@ MODELS: list[ModelSpec] = [
         model_cls="FluxTransformer2DModel",
         config=dict(_FLUX, guidance_embeds=False),
         make_inputs=_flux_schnell_inputs,
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         uncond=_zero("encoder_hidden_states", "pooled_projections"),
     ),
     ModelSpec(
@@ -832,7 +827,7 @@ MODELS: list[ModelSpec] = [
         model_cls="FluxTransformer2DModel",
         config=dict(_FLUX, guidance_embeds=True),
         make_inputs=_flux_kontext_inputs,
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         uncond=_zero("encoder_hidden_states", "pooled_projections"),
         velocity=_pad_keep_first(IMG_TOKENS),
     ),
@@ -843,7 +838,7 @@ MODELS: list[ModelSpec] = [
         model_cls="Flux2Transformer2DModel",
         config=dict(_FLUX2, guidance_embeds=True),
         make_inputs=_flux2_inputs(guidance=True),
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         hook_note='crashes: text and image are joined between the block lists',
     ),
     ModelSpec(
@@ -853,7 +848,7 @@ MODELS: list[ModelSpec] = [
         model_cls="Flux2Transformer2DModel",
         config=dict(_FLUX2, guidance_embeds=False),
         make_inputs=_flux2_inputs(guidance=False),
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         hook_note='crashes: text and image are joined between the block lists',
     ),
     ModelSpec(
@@ -863,7 +858,7 @@ MODELS: list[ModelSpec] = [
         model_cls="Flux2Transformer2DModel",
         config=dict(_FLUX2, guidance_embeds=False),
         make_inputs=_flux2_inputs(guidance=False, reference=True),
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         velocity=_pad_keep_first(IMG_TOKENS),
         hook_note='crashes: text and image are joined between the block lists',
     ),
@@ -874,7 +869,7 @@ MODELS: list[ModelSpec] = [
         model_cls="Flux3Transformer2DModel",
         config=_FLUX3,
         make_inputs=_flux3_inputs(cond=False),
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         hook_note='differs: measures the first single-stream block, not the first image block',
     ),
     ModelSpec(
@@ -884,7 +879,7 @@ MODELS: list[ModelSpec] = [
         model_cls="Flux3Transformer2DModel",
         config=_FLUX3,
         make_inputs=_flux3_inputs(cond=True),
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         hook=True,
     ),
     ModelSpec(
@@ -894,7 +889,7 @@ MODELS: list[ModelSpec] = [
         model_cls="ChromaTransformer2DModel",
         config=_CHROMA,
         make_inputs=_chroma_inputs,
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         uncond=_chroma_uncond,
         hook_note='crashes: text and image are joined between the block lists',
     ),
@@ -905,7 +900,7 @@ MODELS: list[ModelSpec] = [
         model_cls="AuraFlowTransformer2DModel",
         config=_AURA,
         make_inputs=_aura_inputs,
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         hook_note='differs: text and image are joined between the block lists',
     ),
     ModelSpec(
@@ -935,7 +930,7 @@ MODELS: list[ModelSpec] = [
         model_cls="BriaFibo2Transformer2DModel",
         config=_BRIA_FIBO2,
         make_inputs=_bria_fibo2_inputs(edit=False),
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         hook_note='crashes: asks each block for `hidden_states`; its stream is `x`',
     ),
     ModelSpec(
@@ -946,7 +941,7 @@ MODELS: list[ModelSpec] = [
         model_cls="BriaFibo2Transformer2DModel",
         config=_BRIA_FIBO2,
         make_inputs=_bria_fibo2_inputs(edit=True),
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         hook_note='crashes: asks each block for `hidden_states`; its stream is `x`',
     ),
     ModelSpec(
@@ -957,7 +952,7 @@ MODELS: list[ModelSpec] = [
         model_cls="LongCatImageTransformer2DModel",
         config=_LONGCAT,
         make_inputs=_flux_like_inputs,
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
     ),
     ModelSpec(
         name="ovis_image",
@@ -967,7 +962,7 @@ MODELS: list[ModelSpec] = [
         model_cls="OvisImageTransformer2DModel",
         config=_OVIS,
         make_inputs=_flux_like_inputs,
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
     ),
     ModelSpec(
         name="qwenimage",
@@ -977,7 +972,7 @@ MODELS: list[ModelSpec] = [
         model_cls="QwenImageTransformer2DModel",
         config=_QWEN,
         make_inputs=_qwen_inputs(edit=False),
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
     ),
     ModelSpec(
         name="qwenimage_edit",
@@ -987,7 +982,7 @@ MODELS: list[ModelSpec] = [
         model_cls="QwenImageTransformer2DModel",
         config=_QWEN,
         make_inputs=_qwen_inputs(edit=True),
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         velocity=_pad_keep_first(IMG_TOKENS),
     ),
     ModelSpec(
@@ -999,7 +994,7 @@ MODELS: list[ModelSpec] = [
         model_cls="QwenImageTransformer2DModel",
         config=dict(_QWEN, zero_cond_t=True),
         make_inputs=_qwen_inputs(edit=True),
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         velocity=_pad_keep_first(IMG_TOKENS),
     ),
     ModelSpec(
@@ -1012,7 +1007,7 @@ MODELS: list[ModelSpec] = [
         model_cls="QwenImage21Transformer2DModel",
         config=_QWEN21,
         make_inputs=_qwen21_inputs,
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         velocity=_last_tokens(IMG_TOKENS),
         fullgraph=False,
         hook=True,
@@ -1064,7 +1059,7 @@ MODELS: list[ModelSpec] = [
         model_cls="Krea2Transformer2DModel",
         config=_KREA2,
         make_inputs=_krea2_inputs,
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         uncond=_krea2_uncond,
         hook=True,
     ),
@@ -1076,7 +1071,7 @@ MODELS: list[ModelSpec] = [
         model_cls="NucleusMoEImageTransformer2DModel",
         config=_NUCLEUS,
         make_inputs=_nucleus_inputs,
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
     ),
     ModelSpec(
         name="glm_image",
@@ -1097,7 +1092,7 @@ MODELS: list[ModelSpec] = [
         model_cls="PRXTransformer2DModel",
         config=_PRX,
         make_inputs=_prx_inputs,
-        make_timestep=_unit_time,
+        make_timestep=unit_timestep,
         uncond=_prx_uncond,
     ),
     ModelSpec(

@@ -8,19 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from .spec import ModelSpec, fill_rope_table, randn
+from .spec import ModelSpec, long_timestep, unit_timestep, fill_rope_table, randn
 
 __all__ = ["MODELS"]
-
-
-def _long_t(t: float, batch: int) -> torch.Tensor:
-    """Integer timesteps, as DDPM/DDIM-style schedulers hand them out."""
-    return torch.full((batch,), int(round(t * 999)), dtype=torch.long)
-
-
-def _unit_t(t: float, batch: int) -> torch.Tensor:
-    """A float time in [0, 1] (flow-matching models that take the sigma itself)."""
-    return torch.full((batch,), float(t))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -142,7 +132,7 @@ _DIT = dict(
 def _dit_inputs(batch: int, gen: torch.Generator) -> dict:
     return {
         "hidden_states": randn(gen, batch, 4, 8, 8),
-        "timestep": _long_t(0.5, batch),
+        "timestep": long_timestep(0.5, batch),
         "class_labels": torch.arange(batch, dtype=torch.long) % _DIT_CLASSES,
         "return_dict": False,
     }
@@ -451,7 +441,7 @@ def _cogview3plus_inputs(batch: int, gen: torch.Generator) -> dict:
     return {
         "hidden_states": randn(gen, batch, 4, 8, 8),  # 16 image tokens
         "encoder_hidden_states": randn(gen, batch, 12, 24),
-        "timestep": _long_t(0.5, batch),
+        "timestep": long_timestep(0.5, batch),
         "original_size": size,
         "target_size": size.clone(),
         "crop_coords": torch.zeros(batch, 2),
@@ -746,7 +736,7 @@ def _prior_kandinsky_inputs(batch: int, gen: torch.Generator) -> dict:
     mask[:, 9:] = False
     return {
         "hidden_states": randn(gen, batch, 24),
-        "timestep": _long_t(0.5, batch),
+        "timestep": long_timestep(0.5, batch),
         "proj_embedding": randn(gen, batch, 24),
         "encoder_hidden_states": randn(gen, batch, 12, 24),
         "attention_mask": mask,
@@ -781,7 +771,7 @@ _PRIOR_SHAP_E = dict(
 def _prior_shap_e_inputs(batch: int, gen: torch.Generator) -> dict:
     return {
         "hidden_states": randn(gen, batch, 16, 16),  # (B, num_embeddings, embedding_dim)
-        "timestep": _long_t(0.5, batch),
+        "timestep": long_timestep(0.5, batch),
         "proj_embedding": randn(gen, batch, 24),  # the CLIP text embedding
         "return_dict": False,
     }
@@ -822,7 +812,7 @@ def _stable_audio_inputs(batch: int, gen: torch.Generator) -> dict:
     rope = get_1d_rotary_pos_embed(8, 16 + 1, use_real=True, repeat_interleave_real=False)  # head_dim // 2
     return {
         "hidden_states": randn(gen, batch, 8, 16),  # 16 audio frames
-        "timestep": _unit_t(0.5, batch),
+        "timestep": unit_timestep(0.5, batch),
         "encoder_hidden_states": randn(gen, batch, 12, 24),  # 10 text tokens + 2 duration tokens
         "global_hidden_states": randn(gen, batch, 1, 24),
         "rotary_embedding": rope,
@@ -864,7 +854,7 @@ def _stable_audio3_inputs(batch: int, gen: torch.Generator) -> dict:
     mask[:, 10:] = False
     return {
         "hidden_states": randn(gen, batch, 8, 16),
-        "timestep": _unit_t(0.5, batch),
+        "timestep": unit_timestep(0.5, batch),
         "encoder_hidden_states": randn(gen, batch, 12, 24),
         "global_hidden_states": randn(gen, batch, 16),
         "encoder_attention_mask": mask,
@@ -914,8 +904,8 @@ _ACE_STEP = dict(
 def _ace_step_inputs(batch: int, gen: torch.Generator) -> dict:
     return {
         "hidden_states": randn(gen, batch, 32, 8),  # 32 frames -> 16 tokens after the patch conv
-        "timestep": _unit_t(0.5, batch),
-        "timestep_r": _unit_t(0.5, batch),
+        "timestep": unit_timestep(0.5, batch),
+        "timestep_r": unit_timestep(0.5, batch),
         "encoder_hidden_states": randn(gen, batch, 12, 32),
         "context_latents": randn(gen, batch, 32, 16),
         "return_dict": False,
@@ -945,7 +935,7 @@ def _longcat_audio_inputs(batch: int, gen: torch.Generator) -> dict:
         "hidden_states": randn(gen, batch, 16, 8),
         "encoder_hidden_states": randn(gen, batch, 12, 24),
         "encoder_attention_mask": text_mask,
-        "timestep": _unit_t(0.5, batch),
+        "timestep": unit_timestep(0.5, batch),
         "attention_mask": torch.ones(batch, 16, dtype=torch.bool),
         "latent_cond": torch.zeros(batch, 16, 8),  # the text-to-audio pipeline passes zeros
         "return_dict": False,
@@ -1000,13 +990,13 @@ MODELS: list[ModelSpec] = [
         "SanaTransformer2DModel",
         _SANA_SPRINT,
         _sana_sprint_inputs,
-        make_timestep=_unit_t,
+        make_timestep=unit_timestep,
         uncond=None,  # guidance is embedded (guidance kwarg); the Sprint pipeline runs no CFG,
         sequence=('transformer_blocks',),
         carries={'SanaTransformerBlock': ('hidden_states',)},
         hook=True,
     ),
-    ModelSpec("dit", "DiTTransformer2DModel", _DIT, _dit_inputs, make_timestep=_long_t, uncond=_dit_uncond,
+    ModelSpec("dit", "DiTTransformer2DModel", _DIT, _dit_inputs, make_timestep=long_timestep, uncond=_dit_uncond,
         sequence=('transformer_blocks',),
         carries={'BasicTransformerBlock': ('hidden_states',)},
         hook=True,
@@ -1074,7 +1064,7 @@ MODELS: list[ModelSpec] = [
         hook=True,
     ),
     ModelSpec(
-        "cogview3plus", "CogView3PlusTransformer2DModel", _COGVIEW3PLUS, _cogview3plus_inputs, make_timestep=_long_t,
+        "cogview3plus", "CogView3PlusTransformer2DModel", _COGVIEW3PLUS, _cogview3plus_inputs, make_timestep=long_timestep,
         sequence=('transformer_blocks',),
         carries={'CogView3PlusTransformerBlock': ('hidden_states', 'encoder_hidden_states')},
         hook=True,
@@ -1156,7 +1146,7 @@ MODELS: list[ModelSpec] = [
         "PriorTransformer",
         _PRIOR_KANDINSKY,
         _prior_kandinsky_inputs,
-        make_timestep=_long_t,
+        make_timestep=long_timestep,
         uncond=_prior_kandinsky_uncond,
         reinit=("positional_embedding", "prd_embedding"),
         sequence=('transformer_blocks',),
@@ -1168,7 +1158,7 @@ MODELS: list[ModelSpec] = [
         "PriorTransformer",
         _PRIOR_SHAP_E,
         _prior_shap_e_inputs,
-        make_timestep=_long_t,
+        make_timestep=long_timestep,
         uncond=_prior_shap_e_uncond,
         velocity=_prior_shap_e_velocity,
         reinit=("positional_embedding",),
@@ -1181,7 +1171,7 @@ MODELS: list[ModelSpec] = [
         "StableAudioDiTModel",
         _STABLE_AUDIO,
         _stable_audio_inputs,
-        make_timestep=_unit_t,
+        make_timestep=unit_timestep,
         uncond=_stable_audio_uncond,
         sequence=('transformer_blocks',),
         carries={'StableAudioDiTBlock': ('hidden_states',)},
@@ -1192,7 +1182,7 @@ MODELS: list[ModelSpec] = [
         "StableAudio3DiTModel",
         _STABLE_AUDIO3,
         _stable_audio3_inputs,
-        make_timestep=_unit_t,
+        make_timestep=unit_timestep,
         uncond=_stable_audio3_uncond,
         reinit=("preprocess_conv.*", "postprocess_conv.*", "prompt_padding_embedding"),
         sequence=('transformer_blocks',),
@@ -1204,7 +1194,7 @@ MODELS: list[ModelSpec] = [
         "StableAudio3DiTModel",
         _STABLE_AUDIO3,
         _stable_audio3_inpaint_inputs,
-        make_timestep=_unit_t,
+        make_timestep=unit_timestep,
         uncond=None,  # StableAudio3InpaintPipeline runs no CFG
         reinit=(
             "preprocess_conv.*",
@@ -1216,7 +1206,7 @@ MODELS: list[ModelSpec] = [
         carries={'StableAudio3DiTBlock': ('hidden_states',)},
         hook=True,
     ),
-    ModelSpec("ace_step", "AceStepTransformer1DModel", _ACE_STEP, _ace_step_inputs, make_timestep=_unit_t,
+    ModelSpec("ace_step", "AceStepTransformer1DModel", _ACE_STEP, _ace_step_inputs, make_timestep=unit_timestep,
         sequence=('layers',),
         carries={'AceStepTransformerBlock': ('hidden_states',)},
         hook=True,
@@ -1226,7 +1216,7 @@ MODELS: list[ModelSpec] = [
         "LongCatAudioDiTTransformer",
         _LONGCAT_AUDIO,
         _longcat_audio_inputs,
-        make_timestep=_unit_t,
+        make_timestep=unit_timestep,
         reinit=("adaln_global_mlp.*", "norm_out.linear.*", "proj_out.*"),
         sequence=('blocks',),
         carries={'AudioDiTBlock': ('hidden_states',)},

@@ -22,6 +22,16 @@ def randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=gen)
 
 
+def long_timestep(t: float, batch: int) -> torch.Tensor:
+    """Integer timesteps, as DDPM/DDIM-style schedulers hand them out."""
+    return torch.full((batch,), int(round(t * 999)), dtype=torch.long)
+
+
+def unit_timestep(t: float, batch: int) -> torch.Tensor:
+    """A float time in [0, 1] (flow-matching pipelines that pass sigma, the scheduler's timestep / 1000)."""
+    return torch.full((batch,), float(t))
+
+
 def fill_rope_table(model: torch.nn.Module) -> None:
     """Fill a ``rope_embedder``'s frequency table, as the first eager call would (Z-Image, Bria Fibo 2).
 

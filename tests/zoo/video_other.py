@@ -10,16 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .spec import ModelSpec, randn
-
-
-def _long_t(t: float, batch: int) -> torch.Tensor:
-    """Integer DDPM/DDIM-style timesteps (CogVideoX, Latte, Allegro schedulers hand the model long tensors)."""
-    return torch.full((batch,), int(round(t * 999)), dtype=torch.long)
-
-
-def _unit_t(t: float, batch: int) -> torch.Tensor:
-    return torch.full((batch,), float(t))
+from .spec import ModelSpec, long_timestep, unit_timestep, randn
 
 
 # ----------------------------------------------------------------------------------------------------- CogVideoX
@@ -47,7 +38,7 @@ def _cogvideox_inputs(batch, gen):
     return {
         "hidden_states": randn(gen, batch, 2, 4, 8, 8),
         "encoder_hidden_states": randn(gen, batch, 12, 16),
-        "timestep": _long_t(1.0, batch),
+        "timestep": long_timestep(1.0, batch),
         "return_dict": False,
     }
 
@@ -85,7 +76,7 @@ def _cogvideox15_inputs(batch, gen):
     return {
         "hidden_states": randn(gen, batch, 4, 4, 8, 8),
         "encoder_hidden_states": randn(gen, batch, 12, 16),
-        "timestep": _long_t(1.0, batch),
+        "timestep": long_timestep(1.0, batch),
         "image_rotary_emb": _cog_rotary(_COGVIDEOX15, 4, 8, 8, slice_grid=True),
         "return_dict": False,
     }
@@ -133,7 +124,7 @@ def _consisid_inputs(batch, gen):
     return {
         "hidden_states": randn(gen, batch, 2, 4, 8, 8),
         "encoder_hidden_states": randn(gen, batch, 12, 16),
-        "timestep": _long_t(1.0, batch),
+        "timestep": long_timestep(1.0, batch),
         "image_rotary_emb": _cog_rotary(_CONSISID, 2, 8, 8, slice_grid=False),
         "id_cond": randn(gen, batch, 8),
         "id_vit_hidden": [randn(gen, batch, 5, 8) for _ in range(2)],
@@ -180,7 +171,7 @@ def _allegro_inputs(batch, gen):
     return {
         "hidden_states": randn(gen, batch, 4, 2, 8, 8),
         "encoder_hidden_states": randn(gen, batch, 12, 16),
-        "timestep": _long_t(1.0, batch),
+        "timestep": long_timestep(1.0, batch),
         "encoder_attention_mask": mask,
         "image_rotary_emb": _allegro_rotary(2, 4, 4, 24),
         "return_dict": False,
@@ -214,7 +205,7 @@ def _latte_inputs(batch, gen):
     return {
         "hidden_states": randn(gen, batch, 4, 3, 8, 8),
         "encoder_hidden_states": randn(gen, batch, 12, 16),
-        "timestep": _long_t(1.0, batch),
+        "timestep": long_timestep(1.0, batch),
         "enable_temporal_attentions": True,
         "return_dict": False,
     }
@@ -860,27 +851,27 @@ def _refiner_kv_inputs(batch, gen):
 
 
 MODELS: list[ModelSpec] = [
-    ModelSpec("cogvideox", "CogVideoXTransformer3DModel", _COGVIDEOX, _cogvideox_inputs, make_timestep=_long_t,
+    ModelSpec("cogvideox", "CogVideoXTransformer3DModel", _COGVIDEOX, _cogvideox_inputs, make_timestep=long_timestep,
         sequence=('transformer_blocks',),
         carries={'CogVideoXBlock': ('hidden_states', 'encoder_hidden_states')},
         hook=True,
     ),
-    ModelSpec("cogvideox15", "CogVideoXTransformer3DModel", _COGVIDEOX15, _cogvideox15_inputs, make_timestep=_long_t,
+    ModelSpec("cogvideox15", "CogVideoXTransformer3DModel", _COGVIDEOX15, _cogvideox15_inputs, make_timestep=long_timestep,
         sequence=('transformer_blocks',),
         carries={'CogVideoXBlock': ('hidden_states', 'encoder_hidden_states')},
         hook=True,
     ),
-    ModelSpec("consisid", "ConsisIDTransformer3DModel", _CONSISID, _consisid_inputs, make_timestep=_long_t,
+    ModelSpec("consisid", "ConsisIDTransformer3DModel", _CONSISID, _consisid_inputs, make_timestep=long_timestep,
         sequence=('transformer_blocks',),
         carries={'ConsisIDBlock': ('hidden_states', 'encoder_hidden_states')},
         hook_note="differs: adds the perceiver cross-attention's output a second time",
     ),
-    ModelSpec("allegro", "AllegroTransformer3DModel", _ALLEGRO, _allegro_inputs, make_timestep=_long_t,
+    ModelSpec("allegro", "AllegroTransformer3DModel", _ALLEGRO, _allegro_inputs, make_timestep=long_timestep,
         sequence=('transformer_blocks',),
         carries={'AllegroTransformerBlock': ('hidden_states',)},
         hook=True,
     ),
-    ModelSpec("latte", "LatteTransformer3DModel", _LATTE, _latte_inputs, make_timestep=_long_t,
+    ModelSpec("latte", "LatteTransformer3DModel", _LATTE, _latte_inputs, make_timestep=long_timestep,
         sequence=('transformer_blocks', 'temporal_transformer_blocks'),
         carries={'BasicTransformerBlock': ('hidden_states',)},
         hook_note="crashes: the spatial and temporal blocks' streams have different layouts",
@@ -950,7 +941,7 @@ MODELS: list[ModelSpec] = [
         carries={'HunyuanVideoTokenReplaceTransformerBlock': ('hidden_states', 'encoder_hidden_states'), 'HunyuanVideoTokenReplaceSingleTransformerBlock': ('hidden_states', 'encoder_hidden_states')},
         hook=True,
     ),
-    ModelSpec("cosmos", "CosmosTransformer3DModel", _COSMOS, _cosmos_inputs, make_timestep=_unit_t,
+    ModelSpec("cosmos", "CosmosTransformer3DModel", _COSMOS, _cosmos_inputs, make_timestep=unit_timestep,
         sequence=('transformer_blocks',),
         carries={'CosmosTransformerBlock': ('hidden_states',)},
         hook=True,
